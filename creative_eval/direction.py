@@ -1,0 +1,270 @@
+"""The creativity direction: a = normalise(mean_creative LLM_l(x) - mean_negated LLM_l(x)).
+
+Every choice that shapes it (layer, pooling, chat template, the pairs used) is stored beside the vector
+in the .safetensors metadata, and loading refuses a direction made for another model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from . import __version__, activations, models
+from .records import Pair
+
+
+class DirectionMismatchError(ValueError):
+    """A direction file that does not belong to the model in use."""
+
+
+@dataclass
+class Direction:
+    """A unit vector at one layer plus the metadata that says how it was made."""
+
+    vector: torch.Tensor
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def layer(self) -> int:
+        return int(self.meta["layer"])
+
+    @property
+    def raw_norm(self) -> float:
+        return float(self.meta["raw_norm"])
+
+    @property
+    def resid_norm(self) -> float:
+        """Mean norm of the residual stream at this layer over the pairs' content tokens."""
+        return float(self.meta["resid_norm"])
+
+    @property
+    def pooling(self) -> str:
+        return self.meta.get("pooling", "mean")
+
+    @property
+    def template(self) -> bool:
+        return self.meta.get("template", "true") == "true"
+
+    def check(self, model: PreTrainedModel, source: str = "direction") -> None:
+        """Refuse use with a model whose architecture differs from the one the direction was made on."""
+        want = {"config_fingerprint": models.fingerprint(model), "hidden_size": str(model.config.hidden_size),
+                "num_layers": str(models.num_layers(model))}
+        bad = {k: (self.meta.get(k), v) for k, v in want.items() if self.meta.get(k) != v}
+        if bad or self.vector.shape != (model.config.hidden_size,):
+            detail = ", ".join(f"{k}: file {a} vs model {b}" for k, (a, b) in bad.items())
+            raise DirectionMismatchError(
+                f"{source} was made for model {self.meta.get('model_id')!r} and does not fit this model ({detail}); "
+                "extract a new one with `creative-eval direction --model ...`"
+            )
+
+
+def pooled(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    layers: Sequence[int],
+    *,
+    pooling: str = "mean",
+    template: bool = True,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+    """Pooled prompt activations [n, hidden] per layer, plus the mean per-token residual norm per layer."""
+    out = {layer: torch.empty(len(prompts), model.config.hidden_size) for layer in layers}
+    norm_sum = {layer: 0.0 for layer in layers}
+    n_tokens = 0
+    it = activations.batches(model, tokenizer, prompts, None, layers, template=template, batch_size=batch_size)
+    for idx, batch, states in tqdm(it, total=-(-len(prompts) // batch_size), disable=not progress, desc="activations"):
+        mask = batch.prompt_mask
+        n_tokens += int(mask.sum())
+        for layer, h in states.items():
+            out[layer][idx] = activations.pool(h, mask, pooling).cpu()
+            norm_sum[layer] += float(h.norm(dim=-1)[mask.to(h.device)].sum())
+    return out, {layer: s / max(n_tokens, 1) for layer, s in norm_sum.items()}
+
+
+def from_activations(
+    creative: torch.Tensor, uncreative: torch.Tensor, meta: dict[str, str]
+) -> Direction:
+    """Difference of means, normalised; the raw norm is kept for the `raw` steering norm mode."""
+    diff = creative.mean(0) - uncreative.mean(0)
+    raw = float(diff.norm())
+    if raw == 0.0:
+        raise ValueError("creative and negated prompts give identical mean activations; check the pairs")
+    return Direction(diff / raw, {**meta, "raw_norm": f"{raw:.6g}"})
+
+
+def extract(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[Pair],
+    layers: int | Sequence[int],
+    *,
+    model_id: str,
+    pairs_hash: str = "",
+    pooling: str = "mean",
+    template: bool = True,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> Direction | dict[int, Direction]:
+    """Directions at one layer (returns a Direction) or several (one truncated pass, returns {layer: Direction})."""
+    if pooling not in activations.POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not one of {activations.POOLINGS}")
+    if len(pairs) < 2:
+        raise ValueError(f"need at least 2 pairs to extract a direction, got {len(pairs)}")
+    many = not isinstance(layers, int)
+    wanted = list(layers) if many else [layers]
+    prompts = [p.creative for p in pairs] + [p.uncreative for p in pairs]
+    acts, norms = pooled(model, tokenizer, prompts, wanted, pooling=pooling, template=template,
+                         batch_size=batch_size, progress=progress)
+    base = {
+        "model_id": model_id, "config_fingerprint": models.fingerprint(model),
+        "num_layers": str(models.num_layers(model)), "hidden_size": str(model.config.hidden_size),
+        "pooling": pooling, "template": str(template).lower(), "n_pairs": str(len(pairs)),
+        "pairs_sha256": pairs_hash or hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
+        "version": __version__, "layer_convention": "output of decoder block l (HF hidden_states[l])",
+    }
+    n = len(pairs)
+    out = {
+        layer: from_activations(a[:n], a[n:], {**base, "layer": str(layer), "resid_norm": f"{norms[layer]:.6g}"})
+        for layer, a in acts.items()
+    }
+    return out if many else out[wanted[0]]
+
+
+def save(direction: Direction, path: str | Path) -> Path:
+    """Write vector + metadata as safetensors (no pickle)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"direction": direction.vector.detach().float().contiguous().cpu()}, str(path), metadata=direction.meta)
+    return path
+
+
+def load(path: str | Path, model: PreTrainedModel | None = None) -> Direction:
+    """Read a direction file; with `model`, refuse it unless it was made for that architecture."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such direction file; make one with `creative-eval direction`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            vector = f.get_tensor("direction")
+    except Exception as e:  # safetensors raises its own error types for foreign files
+        raise ValueError(f"{path}: not a creative-eval direction file ({e})") from None
+    missing = [k for k in ("layer", "config_fingerprint", "raw_norm", "resid_norm") if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: metadata lacks {missing}; re-extract it with `creative-eval direction`")
+    d = Direction(vector, meta)
+    if model is not None:
+        d.check(model, source=str(path))
+    return d
+
+
+def sweep(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    validation: Sequence[Pair],
+    test: Sequence[Pair],
+    robustness: Sequence[Pair],
+    *,
+    model_id: str,
+    pairs_hash: str = "",
+    pooling: str = "mean",
+    template: bool = True,
+    n_boot: int = 1000,
+    progress: bool = False,
+) -> dict:
+    """Directions from `validation` at every layer (one pass), the probe's prompt-level AUROC on `test`
+    (bootstrap over pairs) and on `robustness`, beside a TF-IDF + logistic-regression baseline."""
+    from . import probe, stats  # local: the sweep is the only user of scoring inside this module
+
+    layers = list(range(1, models.num_layers(model) + 1))
+    dirs = extract(model, tokenizer, validation, layers, model_id=model_id, pairs_hash=pairs_hash,
+                   pooling=pooling, template=template, progress=progress)
+    rows, robust = [], {}
+    for name, pairs in (("test", test), ("robustness", robustness)):
+        prompts = [p.creative for p in pairs] + [p.uncreative for p in pairs]
+        labels = [1] * len(pairs) + [0] * len(pairs)
+        clusters = [p.id for p in pairs] * 2
+        scores = probe.layer_scores(model, tokenizer, prompts, dirs, template=template)
+        for layer in tqdm(layers, disable=not progress, desc=f"AUROC {name}"):
+            est = stats.auroc_ci(labels, scores[layer], clusters=clusters, n_boot=n_boot, unit="pair")
+            if name == "test":
+                rows.append({"layer": layer, "auroc": est.estimate, "ci_low": est.ci_low, "ci_high": est.ci_high,
+                             "n_pairs": est.n, "raw_norm": dirs[layer].raw_norm})
+            else:
+                robust[layer] = est
+    for row in rows:
+        row["robust_auroc"] = robust[row["layer"]].estimate
+    best = max(rows, key=lambda r: (r["auroc"], r["robust_auroc"]))
+    return {
+        "model": model_id, "pooling": pooling, "template": template,
+        "n_validation": len(validation), "n_test": len(test), "n_robustness": len(robustness),
+        "best_layer": best["layer"], "best_auroc": best["auroc"], "best_ci": [best["ci_low"], best["ci_high"]],
+        "robust_auroc": best["robust_auroc"],
+        "robust_ci": [robust[best["layer"]].ci_low, robust[best["layer"]].ci_high],
+        "lexical_baseline": lexical_baseline(validation, test, robustness),
+        "layers": rows,
+    }
+
+
+def lexical_baseline(validation: Sequence[Pair], test: Sequence[Pair], robustness: Sequence[Pair]) -> dict[str, float]:
+    """TF-IDF + logistic regression trained on the validation prompts: what words alone achieve."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+
+    def xy(pairs: Sequence[Pair]) -> tuple[list[str], list[int]]:
+        return [p.creative for p in pairs] + [p.uncreative for p in pairs], [1] * len(pairs) + [0] * len(pairs)
+
+    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=1000))
+    clf.fit(*xy(validation))
+    out = {}
+    for name, pairs in (("test_auroc", test), ("robust_auroc", robustness)):
+        x, y = xy(pairs)
+        out[name] = float(roc_auc_score(y, clf.predict_proba(x)[:, 1]))
+    return out
+
+
+DEFAULT_LAYER_FRACTION = 0.5  # set from the embedded model's sweep; see README "Defaults"
+
+
+def default_layer(model: PreTrainedModel) -> int:
+    """The layer used when none is given: the same depth fraction the embedded model's sweep chose."""
+    return max(1, round(models.num_layers(model) * DEFAULT_LAYER_FRACTION))
+
+
+def auto(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    model_id: str,
+    layer: int | None = None,
+    *,
+    pooling: str = "mean",
+    template: bool = True,
+    progress: bool = False,
+) -> tuple[Direction, Path]:
+    """The direction from the shipped validation pairs, extracted once per model/layer and cached."""
+    from . import pairs as pairs_mod
+
+    layer = models.check_layer(model, layer if layer is not None else default_layer(model))
+    pairs_hash = pairs_mod.file_hash(pairs_mod.SHIPPED)
+    name = f"{models.fingerprint(model)}-L{layer}-{pooling}-{'chat' if template else 'raw'}-{pairs_hash[:12]}"
+    path = models.cache_root() / "directions" / f"{name}.safetensors"
+    if path.is_file():
+        return load(path, model), path
+    d = extract(model, tokenizer, pairs_mod.load_pairs(pairs_mod.SHIPPED, "validation"), layer, model_id=model_id,
+                pairs_hash=pairs_hash, pooling=pooling, template=template, progress=progress)
+    tmp = path.with_name(path.name + ".tmp")
+    save(d, tmp).rename(path)
+    return d, path

@@ -1,0 +1,116 @@
+"""Stories for the three conditions of the paper, from the negated (and creative) test prompts:
+baseline = negated prompt, plain model; induced = negated prompt, steered; creative = creative prompt, plain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from . import activations, steering
+from .direction import Direction
+from .records import CONDITIONS, Pair, Story
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings; paper defaults. temperature 0 means greedy."""
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 8
+
+    def kwargs(self) -> dict:
+        if self.temperature == 0:
+            return {"do_sample": False}
+        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": 0}
+
+
+@dataclass
+class Generation:
+    """Generated text and, when a probe direction was given, its pre-injection probe score."""
+
+    text: str
+    probe: float | None = None
+    n_tokens: int = 0
+
+
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    *,
+    steers: Sequence[steering.Steer] = (),
+    sampling: Sampling = Sampling(),
+    template: bool = True,
+    record: Direction | None = None,
+    progress: bool = False,
+) -> list[Generation]:
+    """Batched generation (left-padded), optionally steered; each batch is seeded from `sampling.seed`
+    and its index, so the same prompts give the same stories in every condition when unsteered."""
+    out: list[Generation] = []
+    device = next(model.parameters()).device
+    eos = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    starts = range(0, len(prompts), sampling.batch_size)
+    for b, k in enumerate(tqdm(starts, disable=not progress, desc="generate")):
+        batch = activations.encode(tokenizer, prompts[k : k + sampling.batch_size], template=template).left_padded()
+        trace = steering.ProbeTrace(record.layer, record.vector) if record is not None else None
+        torch.manual_seed(sampling.seed + b)
+        with torch.inference_mode(), steering.steering(model, steers, trace=trace):
+            ids = model.generate(
+                input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling.kwargs(),
+            )
+        new = ids[:, batch.input_ids.shape[1] :].cpu()
+        alive = torch.cumprod(torch.tensor([[t not in eos for t in row] for row in new.tolist()]), dim=1).bool()
+        cos = trace.cosines() if trace else None
+        for row in range(new.shape[0]):
+            n = int(alive[row].sum())
+            probe = None
+            if cos is not None:
+                counted = torch.cat([batch.prompt_mask[row], alive[row][: cos.shape[1] - batch.input_ids.shape[1]]])
+                probe = float(cos[row][counted].mean())
+            out.append(Generation(tokenizer.decode(new[row, :n], skip_special_tokens=True), probe, n))
+    return out
+
+
+def stories(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[Pair],
+    direction: Direction,
+    *,
+    alpha: float,
+    norm: str = "relative",
+    positions: str = "all",
+    conditions: Sequence[str] = CONDITIONS,
+    sampling: Sampling = Sampling(),
+    model_id: str = "",
+    direction_file: str = "",
+    progress: bool = False,
+) -> list[Story]:
+    """Stories for each pair in each condition, with every setting recorded on each story."""
+    unknown = set(conditions) - set(CONDITIONS)
+    if unknown:
+        raise ValueError(f"unknown condition(s) {sorted(unknown)}; choose from {CONDITIONS}")
+    steer = steering.Steer.from_direction(direction, alpha, norm, positions)
+    settings = {
+        "model": model_id, "direction": direction_file, "layer": direction.layer, "alpha": alpha, "norm": norm,
+        "positions": positions, "template": direction.template, **sampling.__dict__,
+    }
+    out: list[Story] = []
+    for condition in conditions:
+        prompts = [p.creative if condition == "creative" else p.uncreative for p in pairs]
+        steers = [steer] if condition == "induced" else []
+        gens = generate(model, tokenizer, prompts, steers=steers, sampling=sampling, template=direction.template,
+                        progress=progress)
+        extra = {} if condition == "induced" else {"alpha": 0.0}
+        out += [Story(p.id, condition, prompt, g.text, {**settings, **extra, "n_tokens": g.n_tokens})
+                for p, prompt, g in zip(pairs, prompts, gens)]
+    return out

@@ -1,0 +1,145 @@
+"""The records that flow between stages, and their one file format: JSON Lines, one record per line.
+
+Appends are flushed and fsync'ed line by line so that a killed process loses nothing it finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, TypeVar
+
+CONDITIONS = ("baseline", "induced", "creative")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A creative prompt and its negation: same topic and form, nothing creative left."""
+
+    id: str
+    creative: str
+    uncreative: str
+    split: str
+    kind: str = "ordinary"
+    form: str = ""
+
+
+@dataclass
+class Story:
+    """One generated story. `condition` is baseline (negated prompt), induced (negated prompt, steered)
+    or creative (creative prompt); `settings` records everything needed to regenerate it."""
+
+    prompt_id: str
+    condition: str
+    prompt: str
+    text: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.prompt_id}:{self.condition}"
+
+
+@dataclass
+class Rating:
+    """A judge's 0-9 creativity rating of one story; `status` is "ok" or "invalid: <reason>"."""
+
+    judge: str
+    story_id: str
+    expected: float | None
+    argmax: int | None
+    probs: list[float] | None
+    status: str = "ok"
+    raw: str | None = None
+    template_hash: str = ""
+    latency_s: float = 0.0
+
+
+@dataclass
+class Preference:
+    """A judge's choice between two stories of one prompt, asked in both orders.
+
+    p_first_ab is P(first is more creative) with A shown first; p_first_ba with B shown first.
+    decision is "A", "B" or "tie" (the two orders disagree, or a probe score inside its tie band)."""
+
+    judge: str
+    pair_id: str
+    story_a: str
+    story_b: str
+    p_first_ab: float | None
+    p_first_ba: float | None
+    decision: str | None
+    consistent: bool | None
+    status: str = "ok"
+    template_hash: str = ""
+    latency_s: float = 0.0
+
+
+@dataclass
+class HumanLabel:
+    """A human judgement: a pairwise choice ("A"/"B"/"tie") between stories, or a rating of one story."""
+
+    item_id: str
+    story_a: str
+    story_b: str | None = None
+    choice: str | None = None
+    rating: float | None = None
+    rater: str = ""
+    comment: str = ""
+
+
+R = TypeVar("R")
+
+
+def to_dict(record: Any) -> dict[str, Any]:
+    return dataclasses.asdict(record)
+
+
+def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:
+    """Write records (dataclasses or dicts) to a fresh JSONL file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r if isinstance(r, dict) else to_dict(r), ensure_ascii=False) + "\n")
+    return path
+
+
+def append_jsonl(path: str | Path, record: Any) -> None:
+    """Append one record durably (flush + fsync), so a crash right after loses nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record if isinstance(record, dict) else to_dict(record), ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object); a torn last line (a killed writer) is skipped, other bad lines raise."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines):
+                return
+            raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}); fix or delete that line") from None
+
+
+def read_records(path: str | Path, cls: type[R]) -> list[R]:
+    """Read a JSONL file of one record type, naming the file and line of any record that does not fit."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    out = []
+    for i, obj in iter_jsonl(path):
+        try:
+            out.append(cls(**{k: v for k, v in obj.items() if k in names}))
+        except TypeError as e:
+            raise ValueError(f"{path}:{i}: not a {cls.__name__} record ({e})") from None
+    return out

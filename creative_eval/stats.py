@@ -1,0 +1,489 @@
+"""Uncertainty for judge evaluations: thin wrappers over statsmodels, scipy,
+scikit-learn and krippendorff.
+
+Every result carries its interval, its n and the unit that was resampled, so a
+report cannot silently present item-level precision for data whose independent
+unit is the prompt or the pair. Bootstrap resamples whose statistic is undefined
+(e.g. one class only) are skipped and counted in ``extra["n_skipped"]``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import krippendorff
+import numpy as np
+from scipy import stats as sps
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
+from statsmodels.stats.weightstats import DescrStatsW
+
+ArrayLike = Sequence[Any] | np.ndarray
+_TIE = -1
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its interval and the resampling unit behind it."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    n: int
+    unit: str
+    method: str
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.estimate:.2f} [{self.ci_low:.2f}, {self.ci_high:.2f}] "
+            f"(n={self.n} {self.unit}, {self.method})"
+        )
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _vector(x: ArrayLike, name: str, dtype: Any = float) -> np.ndarray:
+    try:
+        arr = np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a flat list or array of numbers: {err}") from err
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}; pass a flat list or array")
+    return arr
+
+
+def _same_length(**arrays: np.ndarray) -> int:
+    lengths = {name: len(arr) for name, arr in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{' and '.join(lengths)} must have equal length, got {lengths}")
+    return next(iter(lengths.values()))
+
+
+def _no_nan(arr: np.ndarray, name: str) -> None:
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN; drop or impute missing values first")
+
+
+def _binary(x: ArrayLike, name: str) -> np.ndarray:
+    arr = _vector(x, name)
+    if not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{name} must hold only 0/1 or booleans (correct / incorrect)")
+    return arr.astype(bool)
+
+
+def _codes(x: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels -> (sorted unique labels, integer codes); rejects mixed types and None."""
+    try:
+        uniq, inverse = np.unique(x, return_inverse=True)
+    except TypeError as err:
+        raise ValueError(f"{name} must hold labels of one sortable type with no None: {err}") from err
+    return uniq, inverse.ravel()
+
+
+def _groups(clusters: ArrayLike, n_items: int, against: str) -> np.ndarray:
+    """Cluster labels -> integer codes 0..k-1, one per item of `against`."""
+    arr = _vector(clusters, "clusters", dtype=None)
+    _same_length(clusters=arr, **{against: np.empty(n_items)})
+    return _codes(arr, "clusters")[1]
+
+
+def _check_settings(confidence: float, n_boot: int | None = None) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    if n_boot is not None and n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot}")
+
+
+# ---------------------------------------------------------------- bootstrap core
+
+
+def _resamples(groups: np.ndarray, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Yield item indices for resamples that draw whole groups with replacement."""
+    order = np.argsort(groups, kind="stable")
+    sizes = np.bincount(groups)
+    starts = np.cumsum(sizes) - sizes
+    picks = np.random.default_rng(seed).integers(0, len(sizes), size=(n_boot, len(sizes)))
+    for pick in picks:
+        lengths = sizes[pick]
+        offsets = np.repeat(starts[pick] - (np.cumsum(lengths) - lengths), lengths)
+        yield order[np.arange(lengths.sum()) + offsets]
+
+
+def _bootstrap(stat: Callable[[np.ndarray], float], groups: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Bootstrap distribution of stat(indices); degenerate resamples give NaN (counted, not hidden)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.array([stat(idx) for idx in _resamples(groups, n_boot, seed)], dtype=float)
+
+
+def _percentile_estimate(
+    point: float, dist: np.ndarray, *, confidence: float, n: int, unit: str, method: str, extra: dict | None = None
+) -> Estimate:
+    valid = dist[~np.isnan(dist)]
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(valid, [tail, 100 - tail]) if n >= 2 and valid.size else (np.nan, np.nan)
+    info = {**(extra or {}), "n_boot": int(dist.size), "n_skipped": int(dist.size - valid.size)}
+    return Estimate(float(point), float(low), float(high), int(n), unit, method, info)
+
+
+# ---------------------------------------------------------------- means and proportions
+
+
+def mean_ci(
+    x: ArrayLike,
+    *,
+    method: Literal["t", "bca"] = "t",
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    unit: str = "item",
+) -> Estimate:
+    """Mean with a t (DescrStatsW) or BCa (scipy.stats.bootstrap) interval.
+
+    Resampling unit: the elements of x, assumed independent; aggregate to the
+    independent unit first (or use cluster_bootstrap). NaNs are dropped and
+    counted in extra["n_dropped"]; with n < 2 the interval is NaN.
+    """
+    _check_settings(confidence, n_boot)
+    if method not in ("t", "bca"):
+        raise ValueError(f"method must be 't' or 'bca', got {method!r}")
+    arr = _vector(x, "x")
+    kept = arr[~np.isnan(arr)]
+    n, extra = kept.size, {"n_dropped": int(arr.size - kept.size)}
+    point = float(kept.mean()) if n else np.nan
+    if n < 2:
+        return Estimate(point, np.nan, np.nan, n, unit, method, extra)
+    if method == "t":
+        low, high = DescrStatsW(kept).tconfint_mean(alpha=1 - confidence)
+    else:
+        res = sps.bootstrap(
+            (kept,), np.mean, n_resamples=n_boot, confidence_level=confidence,
+            method="BCa", rng=np.random.default_rng(seed),
+        )
+        low, high = res.confidence_interval
+    return Estimate(point, float(low), float(high), n, unit, method, extra)
+
+
+def proportion_ci(k: int, n: int, *, confidence: float = 0.95, unit: str = "item") -> Estimate:
+    """k successes out of n with a Wilson interval (statsmodels).
+
+    Resampling unit: the n trials, assumed independent. n = 0 gives NaN, not an error,
+    so empty subsets (e.g. no non-tie items) still report.
+    """
+    _check_settings(confidence)
+    if not (0 <= k <= n):
+        raise ValueError(f"k must satisfy 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return Estimate(np.nan, np.nan, np.nan, 0, unit, "wilson", {"k": 0})
+    low, high = proportion_confint(k, n, alpha=1 - confidence, method="wilson")
+    return Estimate(k / n, float(low), float(high), int(n), unit, "wilson", {"k": int(k)})
+
+
+def cluster_bootstrap(
+    values: ArrayLike,
+    clusters: ArrayLike,
+    stat: Callable[[np.ndarray], float] = np.mean,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    unit: str = "prompt",
+) -> Estimate:
+    """stat(values) with a percentile interval from resampling whole clusters.
+
+    Resampling unit: the cluster (e.g. both presentation orders of a pair, or all
+    stories of a prompt), because items within a cluster are not independent and an
+    item-level bootstrap would understate the uncertainty. n = number of clusters.
+    """
+    _check_settings(confidence, n_boot)
+    vals = _vector(values, "values")
+    _no_nan(vals, "values")
+    groups = _groups(clusters, vals.size, "values")
+    n_clusters = int(groups.max()) + 1 if groups.size else 0
+    point = float(stat(vals)) if vals.size else np.nan
+    dist = _bootstrap(lambda idx: stat(vals[idx]), groups, n_boot, seed) if n_clusters >= 2 else np.array([])
+    return _percentile_estimate(
+        point, dist, confidence=confidence, n=n_clusters, unit=unit,
+        method="cluster-bootstrap", extra={"n_items": int(vals.size)},
+    )
+
+
+# ---------------------------------------------------------------- discrimination and agreement
+
+
+def auroc_ci(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    *,
+    clusters: ArrayLike | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    unit: str | None = None,
+) -> Estimate:
+    """ROC AUC (sklearn) with a percentile bootstrap interval.
+
+    Resampling unit: the cluster (e.g. prompt id) when clusters is given, else the
+    item. The larger label is the positive class. Resamples lacking a class are skipped.
+    """
+    _check_settings(confidence, n_boot)
+    y_raw, s = _vector(labels, "labels", dtype=None), _vector(scores, "scores")
+    n_items = _same_length(labels=y_raw, scores=s)
+    _no_nan(s, "scores")
+    classes = _codes(y_raw, "labels")[0]
+    if classes.size != 2:
+        raise ValueError(f"labels must contain exactly two classes, got {classes.tolist()}")
+    y = y_raw == classes[1]
+    groups = np.arange(n_items) if clusters is None else _groups(clusters, n_items, "labels")
+
+    def stat(idx: np.ndarray) -> float:
+        yy = y[idx]
+        return roc_auc_score(yy, s[idx]) if 0 < yy.sum() < yy.size else np.nan
+
+    return _percentile_estimate(
+        roc_auc_score(y, s), _bootstrap(stat, groups, n_boot, seed), confidence=confidence,
+        n=int(groups.max()) + 1, unit=unit or ("cluster" if clusters is not None else "item"),
+        method="bootstrap", extra={"n_items": n_items, "n_pos": int(y.sum()), "n_neg": int((~y).sum())},
+    )
+
+
+def _decisions(x: ArrayLike, name: str) -> np.ndarray:
+    """Pairwise decisions -> codes 0 (A), 1 (B), -1 (tie). None/NaN/'tie' are ties."""
+    arr = _vector(x, name, dtype=object)
+    codes = np.empty(arr.size, dtype=int)
+    lookup = {"A": 0, "B": 1, "TIE": _TIE}
+    for i, v in enumerate(arr):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            codes[i] = _TIE
+        elif isinstance(v, str) and v.strip().upper() in lookup:
+            codes[i] = lookup[v.strip().upper()]
+        elif isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and v in (0, 1):
+            codes[i] = int(v)
+        else:
+            raise ValueError(f"{name}[{i}]={v!r} is not a decision; use 'A', 'B', 'tie' (or 0, 1, None)")
+    return codes
+
+
+def _rate(
+    hits: np.ndarray, clusters: np.ndarray | None, *, confidence: float, n_boot: int, seed: int,
+    unit: str | None, extra: dict,
+) -> Estimate:
+    if clusters is None:
+        est = proportion_ci(int(hits.sum()), hits.size, confidence=confidence, unit=unit or "item")
+    else:
+        est = cluster_bootstrap(
+            hits.astype(float), clusters, np.mean, confidence=confidence, n_boot=n_boot, seed=seed,
+            unit=unit or "cluster",
+        )
+    return replace(est, extra={**est.extra, **extra, "k": int(hits.sum()), "n_items": int(hits.size)})
+
+
+def pairwise_agreement(
+    judge: ArrayLike,
+    human: ArrayLike,
+    *,
+    confidence: float = 0.95,
+    clusters: ArrayLike | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    unit: str | None = None,
+) -> dict[str, Estimate]:
+    """Judge-vs-human agreement on pairwise decisions ('A', 'B', 'tie' or 0, 1, None).
+
+    accuracy_incl_ties: all items; a tie is correct only if both tie.
+    accuracy_excl_ties: only items where neither judge nor human tied.
+    tie_rate: share of items the judge called a tie.
+    Resampling unit: the item (Wilson) or, with clusters, the cluster (bootstrap).
+    """
+    _check_settings(confidence, n_boot)
+    j, h = _decisions(judge, "judge"), _decisions(human, "human")
+    _same_length(judge=j, human=h)
+    groups = None if clusters is None else _vector(clusters, "clusters", dtype=None)
+    if groups is not None:
+        _same_length(clusters=groups, judge=j)
+    judge_tie, human_tie = j == _TIE, h == _TIE
+    decided = ~judge_tie & ~human_tie
+    counts = {
+        "judge_ties": int(judge_tie.sum()),
+        "human_ties": int(human_tie.sum()),
+        "both_tie": int((judge_tie & human_tie).sum()),
+    }
+    parts = {
+        "accuracy_incl_ties": (j == h, np.ones(j.size, dtype=bool)),
+        "accuracy_excl_ties": (j == h, decided),
+        "tie_rate": (judge_tie, np.ones(j.size, dtype=bool)),
+    }
+    return {
+        name: _rate(
+            hits[mask], None if groups is None else groups[mask], confidence=confidence,
+            n_boot=n_boot, seed=seed, unit=unit, extra=counts,
+        )
+        for name, (hits, mask) in parts.items()
+    }
+
+
+def cohen_kappa(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    weights: Literal["linear", "quadratic"] | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Estimate:
+    """Cohen's kappa (sklearn) with a percentile bootstrap interval.
+
+    Resampling unit: the item rated by both raters. The label set is fixed from the
+    full data so weighted-kappa distances do not change between resamples.
+    """
+    _check_settings(confidence, n_boot)
+    if weights not in (None, "linear", "quadratic"):
+        raise ValueError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
+    x, y = _vector(a, "a", dtype=None), _vector(b, "b", dtype=None)
+    n = _same_length(a=x, b=y)
+    labels = _codes(np.concatenate([x, y]), "a and b")[0]
+
+    def stat(idx: np.ndarray) -> float:
+        return cohen_kappa_score(x[idx], y[idx], labels=labels, weights=weights)
+
+    return _percentile_estimate(
+        stat(np.arange(n)), _bootstrap(stat, np.arange(n), n_boot, seed), confidence=confidence,
+        n=n, unit="item", method="bootstrap", extra={"weights": weights},
+    )
+
+
+def krippendorff_alpha(
+    reliability_data: ArrayLike,
+    *,
+    level: Literal["nominal", "ordinal", "interval", "ratio"] = "nominal",
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Estimate:
+    """Krippendorff's alpha (krippendorff package) with a percentile bootstrap interval.
+
+    reliability_data is raters x items with NaN for missing ratings. Resampling unit:
+    the item (column). The value domain is fixed from the full data so ordinal
+    distances do not change between resamples.
+    """
+    _check_settings(confidence, n_boot)
+    if level not in ("nominal", "ordinal", "interval", "ratio"):
+        raise ValueError(f"level must be 'nominal', 'ordinal', 'interval' or 'ratio', got {level!r}")
+    data = np.asarray(reliability_data, dtype=float)
+    if data.ndim != 2 or data.shape[0] < 2:
+        raise ValueError(
+            f"reliability_data must be 2-D raters x items with >= 2 raters, got shape {data.shape}; "
+            "transpose if rows are items"
+        )
+    domain = np.unique(data[~np.isnan(data)])
+
+    def stat(idx: np.ndarray) -> float:
+        try:
+            return krippendorff.alpha(data[:, idx], value_domain=domain, level_of_measurement=level)
+        except ValueError:  # a resample with a single value or no pairable item
+            return np.nan
+
+    pairable = int((np.sum(~np.isnan(data), axis=0) >= 2).sum())
+    return _percentile_estimate(
+        krippendorff.alpha(data, value_domain=domain, level_of_measurement=level),
+        _bootstrap(stat, np.arange(data.shape[1]), n_boot, seed), confidence=confidence,
+        n=data.shape[1], unit="item", method="bootstrap", extra={"n_pairable": pairable, "level": level},
+    )
+
+
+def correlation_ci(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    method: Literal["spearman", "kendall"] = "spearman",
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Estimate:
+    """Rank correlation (scipy) with its p-value and a percentile bootstrap interval.
+
+    Resampling unit: the item (x, y pair). Pairs with a NaN are dropped and counted
+    in extra["n_dropped"].
+    """
+    _check_settings(confidence, n_boot)
+    funcs = {"spearman": sps.spearmanr, "kendall": sps.kendalltau}
+    if method not in funcs:
+        raise ValueError(f"method must be 'spearman' or 'kendall', got {method!r}")
+    xs, ys = _vector(x, "x"), _vector(y, "y")
+    _same_length(x=xs, y=ys)
+    keep = ~(np.isnan(xs) | np.isnan(ys))
+    xs, ys = xs[keep], ys[keep]
+    corr = funcs[method]
+
+    def stat(idx: np.ndarray) -> float:
+        return corr(xs[idx], ys[idx]).statistic
+
+    extra = {"n_dropped": int((~keep).sum())}
+    if xs.size < 2:
+        return Estimate(np.nan, np.nan, np.nan, int(xs.size), "item", f"{method}-bootstrap", {**extra, "p_value": np.nan})
+    res = corr(xs, ys)
+    return _percentile_estimate(
+        res.statistic, _bootstrap(stat, np.arange(xs.size), n_boot, seed), confidence=confidence,
+        n=int(xs.size), unit="item", method=f"{method}-bootstrap", extra={**extra, "p_value": float(res.pvalue)},
+    )
+
+
+# ---------------------------------------------------------------- comparing judges
+
+
+def mcnemar_exact(correct_a: ArrayLike, correct_b: ArrayLike) -> dict:
+    """Exact McNemar test (statsmodels) on paired correctness of two judges.
+
+    Unit: the item; only discordant items (b: A right/B wrong, c: A wrong/B right) matter.
+    """
+    a, b = _binary(correct_a, "correct_a"), _binary(correct_b, "correct_b")
+    n = _same_length(correct_a=a, correct_b=b)
+    table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
+    res = mcnemar(table, exact=True)
+    return {"statistic": float(res.statistic), "p_value": float(res.pvalue), "b": table[0][1], "c": table[1][0], "n": n}
+
+
+def paired_accuracy_diff(
+    correct_a: ArrayLike,
+    correct_b: ArrayLike,
+    *,
+    clusters: ArrayLike | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    unit: str | None = None,
+) -> Estimate:
+    """acc_a - acc_b with a paired percentile bootstrap.
+
+    Both judges are resampled on the same items, so their correlation is kept.
+    Resampling unit: the cluster when given, else the item.
+    """
+    a, b = _binary(correct_a, "correct_a"), _binary(correct_b, "correct_b")
+    n = _same_length(correct_a=a, correct_b=b)
+    diff = a.astype(float) - b.astype(float)
+    est = cluster_bootstrap(
+        diff, np.arange(n) if clusters is None else clusters, np.mean, confidence=confidence,
+        n_boot=n_boot, seed=seed, unit=unit or ("cluster" if clusters is not None else "item"),
+    )
+    method = "paired-bootstrap" if clusters is None else "cluster-bootstrap"
+    return replace(est, method=method, extra={**est.extra, "acc_a": float(a.mean()), "acc_b": float(b.mean())})
+
+
+def holm(p_values: ArrayLike) -> list[float]:
+    """Holm-adjusted p-values (statsmodels multipletests), in input order."""
+    p = _vector(p_values, "p_values")
+    if p.size == 0:
+        return []
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("p_values must all lie in [0, 1] with no NaN")
+    return multipletests(p, method="holm")[1].tolist()

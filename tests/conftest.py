@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny random Llama (fast unit tests) and the embedded model (real checks, loaded once)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models as tok_models, pre_tokenizers, trainers, decoders
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CORPUS = [
+    "The space tanker crashes and spills its cargo. Write a news story.",
+    "The space tanker delivers its cargo without incident. Write a news story about the uneventful delivery.",
+    "A dragon council meets and approves the minutes. Write the minutes.",
+    "Once upon a time a dog, a cat and a clock argued about the rain in the city at night.",
+] * 4
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained in milliseconds, with a ChatML template, like the embedded model's."""
+    tok = Tokenizer(tok_models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|im_end|>",
+                                   bos_token="<|im_start|>")
+    fast.chat_template = CHATML
+    return fast
+
+
+def tiny_llama(layers: int = 4, hidden: int = 64, seed: int = 0, vocab: int = 400) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, tokenizer): a randomly initialised 4-layer Llama and a trained-in-test tokenizer."""
+    tokenizer = tiny_tokenizer()
+    return tiny_llama(vocab=len(tokenizer)), tokenizer
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """(model, tokenizer) of the embedded SmolLM2-135M-Instruct, loaded once for the session."""
+    from creative_eval import models
+
+    return models.load(models.EMBEDDED)
