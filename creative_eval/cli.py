@@ -29,6 +29,13 @@ def _finite(text: str) -> float:
     return value
 
 
+def _condition_pair(text: str) -> tuple[str, str]:
+    a, sep, b = text.partition(":")
+    if not sep or not a or not b or a == b:
+        raise argparse.ArgumentTypeError(f"{text!r} is not two different conditions like baseline:induced")
+    return a, b
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import activations, pairs, probe, steering
 
@@ -72,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", required=True, help="stories JSONL")
 
+    p = sub.add_parser("steer-sweep", help="choose lambda: probe gain (with CI) and perplexity per alpha")
+    _model_args(p)
+    _direction_args(p)
+    p.add_argument("--alphas", type=lambda t: [_finite(x) for x in t.split(",")], default=[0.1, 0.2, 0.35, 0.5],
+                   help="comma-separated alphas (default 0.1,0.2,0.35,0.5)")
+    p.add_argument("--norm", choices=steering.NORMS, default="relative")
+    p.add_argument("--pairs", default=pairs.SHIPPED)
+    p.add_argument("--limit", type=int, default=32, help="first N negated test prompts (default 32)")
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
     p = sub.add_parser("score", help="probe scores of stories (re-scored on the unsteered model)")
     _model_args(p)
     _direction_args(p)
@@ -83,6 +102,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=8, help="number of test prompts")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--out", default="reports/demo")
+
+    p = sub.add_parser("annotate", help="blinded pairwise human annotation: export a page, import its results")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("export", help="write a self-contained annotation page (index.html) and its key")
+    q.add_argument("--input", required=True, help="stories JSONL (from `generate`)")
+    q.add_argument("--out", required=True, help="pack folder; give raters index.html only, keep key.json")
+    q.add_argument("--compare", action="append", type=_condition_pair, default=None, metavar="COND:COND",
+                   help="condition pair to compare, e.g. baseline:induced (repeatable; default: all pairs)")
+    q.add_argument("--seed", type=int, default=None, help="order/side shuffling seed (default: random, recorded)")
+    q = actions.add_parser("import", help="un-blind downloaded results into human labels (JSONL)")
+    q.add_argument("results", nargs="+", help="JSON or CSV files downloaded from the annotation page")
+    q.add_argument("--pack", required=True, help="the pack folder written by `annotate export` (holds key.json)")
+    q.add_argument("--out", required=True, help="human labels JSONL (appended; re-imports are skipped)")
+
+    p = sub.add_parser("report", help="Figure-1 report (md, html, png) from judgement and lm-eval files; CI checks")
+    p.add_argument("runs", nargs="+", help="run folders or files: stories, ratings, preferences, probe scores, "
+                                           "human labels (JSONL), lm-eval results_*.json / samples_*.jsonl")
+    p.add_argument("--name", default=None, help="report folder name under --out-root (default: first run's name)")
+    p.add_argument("--out-root", default="reports")
+    p.add_argument("--humans", action="append", default=[], help="human-label file (CSV/JSONL) or 'hanna'")
+    p.add_argument("--check", action="append", default=[], metavar="EXPR",
+                   help="e.g. 'pairwise.self.win_rate.ci_low>=0.5'; exit 1 when one fails (repeatable)")
+    p.add_argument("--n-boot", type=int, default=2000)
+
+    p = sub.add_parser("compare-judges", help="each judge vs human labels; McNemar between judges (Holm)")
+    p.add_argument("runs", nargs="+", help="judgement files or folders (ratings / preferences JSONL)")
+    p.add_argument("--humans", action="append", default=[], help="human-label file (CSV/JSONL) or 'hanna'")
+    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+    p = sub.add_parser("lm-eval", help="run lm-eval with steered_hf and the creative tasks available",
+                       prefix_chars="+",  # so that lm-eval's own --options all reach lm_eval_args
+                       description="Everything after `lm-eval` goes to lm-eval's own command line, e.g. "
+                                   "`creative-eval lm-eval --model steered_hf --tasks creative --limit 20`.")
+    p.add_argument("lm_eval_args", nargs=argparse.REMAINDER, help="lm-eval arguments")
+
+    p = sub.add_parser("export", help="write the direction in another tool's format")
+    _model_args(p)
+    _direction_args(p)
+    p.add_argument("--format", choices=["lm-eval-steered"], required=True,
+                   help="lm-eval-steered: the .pt file of lm-eval's built-in `steered` model (steer_path=...)")
+    p.add_argument("--alpha", type=_finite, default=None, help="lambda (default: the documented default)")
+    p.add_argument("--norm", choices=steering.NORMS, default="relative")
+    p.add_argument("--out", required=True, help="the .pt file to write")
+    p = sub.add_parser("judge", help="0-9 ratings or pairwise preferences of stories by a judge preset")
+    p.add_argument("--judge", required=True, help="preset name in judges/ (embedded, self, probe, ...) or a .yaml path")
+    p.add_argument("--mode", choices=("rating", "pairwise"), default="rating")
+    p.add_argument("--input", required=True, help="stories JSONL (from `generate`)")
+    p.add_argument("--pair", default="induced,baseline", help="pairwise: conditions A,B paired per prompt id")
+    p.add_argument("--out", required=True, help="judgements JSONL (appended as made; a re-run resumes)")
     return parser
 
 

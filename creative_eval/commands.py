@@ -74,6 +74,24 @@ def generate(args: argparse.Namespace) -> None:
     print(f"wrote {len(out)} stories to {args.out}")
 
 
+def steer_sweep(args: argparse.Namespace) -> None:
+    for alpha in args.alphas:
+        steering.check(alpha, args.norm)
+    selected = pairs.load_pairs(args.pairs, "test")[: args.limit]
+    model, tokenizer = _load(args)
+    d, _ = _direction(args, model, tokenizer)
+    result = generate_mod.steer_sweep(model, tokenizer, selected, d, args.alphas, norm=args.norm,
+                                      sampling=generate_mod.Sampling(args.max_new_tokens, seed=args.seed),
+                                      progress=not args.json)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"layer {result['layer']}, norm {result['norm']}, baseline median perplexity {result['baseline_median_ppl']:.1f}")
+    print(f"{'alpha':>6} {'probe gain':>11} {'95% CI':>20} {'median ppl':>11}")
+    for r in result["rows"]:
+        print(f"{r['alpha']:>6} {r['probe_diff']:+11.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] {r['median_ppl']:11.1f}")
+
+
 def score(args: argparse.Namespace) -> None:
     stories = read_records(args.input, Story)
     model, tokenizer = _load(args)
@@ -88,3 +106,98 @@ def score(args: argparse.Namespace) -> None:
         by.setdefault(s.condition, []).append(p.score)
     for condition, values in by.items():
         print(f"{condition:>10}: mean probe {sum(values) / len(values):+.4f} (n={len(values)})")
+
+
+def annotate(args: argparse.Namespace) -> None:
+    from . import annotate as annotate_mod
+    from .humans import load_labels
+
+    if args.action == "export":
+        key = annotate_mod.export(args.input, args.out, compare=args.compare, seed=args.seed)
+        print(f"wrote pack {key.pack_id} to {args.out}: {len(key.items)} pairs (seed {key.seed}); send raters "
+              f"{Path(args.out) / annotate_mod.PAGE_FILE} only and keep {annotate_mod.KEY_FILE}")
+        return
+    new = annotate_mod.import_results(args.pack, args.results, args.out)
+    labels = load_labels(args.out) if Path(args.out).exists() else []
+    raters = sorted({h.rater for h in labels})
+    print(f"imported {len(new)} new labels into {args.out}: {len(labels)} labels from {len(raters)} rater(s)")
+    alpha = annotate_mod.agreement(labels)
+    if alpha is not None:
+        print(f"inter-rater agreement: Krippendorff's alpha {alpha.estimate:.3f} "
+              f"[{alpha.ci_low:.3f}, {alpha.ci_high:.3f}] (nominal A/B/tie, n={alpha.n} items)")
+
+
+def _report_inputs(args: argparse.Namespace):
+    from . import humans, report
+
+    run = report.load_runs(args.runs)
+    run.humans += [label for spec in args.humans for label in humans.load(spec)]
+    return run
+
+
+def report(args: argparse.Namespace) -> int:
+    from . import report as report_mod
+
+    run = _report_inputs(args)
+    name = args.name or Path(args.runs[0]).resolve().stem
+    path = report_mod.build(name, run.stories, run.ratings, run.preferences, run.probe, run.humans,
+                            lm_eval=run.lm_eval, checks=args.check, out_root=args.out_root, n_boot=args.n_boot)
+    result = report_mod.read_summary(path)
+    report_mod.print_summary(result["summary"])
+    print(f"report: {path} (CI summary: {path.parent / 'summary.md'}, {path.parent / 'summary.json'})")
+    for c in result["checks"]:
+        print(f"check {'passed' if c['passed'] else 'FAILED'}: {c['expr']} (value {c['value']}) {c['error']}")
+    return 0 if result["passed"] else 1
+
+
+def compare_judges(args: argparse.Namespace) -> None:
+    from . import report as report_mod
+
+    run = _report_inputs(args)
+    if not run.humans:
+        raise ValueError("no human labels; pass --humans FILE (CSV/JSONL) or --humans hanna")
+    result = report_mod.compare_judges(run.preferences, run.ratings, run.humans, n_boot=args.n_boot)
+    if not result["judges"]:
+        raise ValueError("no judgement matches a human-labelled pair or rated story; judgements and labels must "
+                         "name the same story ids (<prompt_id>:<condition>)")
+    if args.json:
+        print(json.dumps(result))
+        return
+    for title, header, rows in report_mod.compare_tables(result):
+        print(f"## {title}\n\n{report_mod.markdown_table(header, rows)}\n")
+
+
+def lm_eval(args: argparse.Namespace) -> int:
+    """lm-eval's own CLI, with steered_hf and the creative tasks registered in this process."""
+    import sys
+
+    from lm_eval.__main__ import cli_evaluate
+
+    from . import lm_eval_hook
+
+    lm_eval_hook.install()
+    sys.argv = ["lm_eval", *args.lm_eval_args]
+    cli_evaluate()
+    return 0
+
+
+def export(args: argparse.Namespace) -> None:
+    from . import lm_eval_glue
+
+    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+    steering.check(alpha, args.norm)
+    model, tokenizer = _load(args)
+    d, path = _direction(args, model, tokenizer)
+    out = lm_eval_glue.export_steered(d, model, alpha, args.norm, args.out)
+    print(f"wrote {out} from {path}: use `lm_eval --model steered --model_args "
+          f"pretrained={models.resolve(args.model)},steer_path={out}`")
+
+
+def judge(args: argparse.Namespace) -> None:
+    from . import judges
+
+    stories = read_records(args.input, Story)
+    items = stories if args.mode == "rating" else judges.pairs_by_condition(stories, *args.pair.split(",", 1))
+    out = judges.run(judges.load_judge(args.judge), args.mode, items, args.out)
+    invalid = sum(not r["status"].startswith("ok") for r in out)
+    print(f"{len(out)} judgements in {args.out} ({invalid} invalid)")

@@ -236,7 +236,7 @@ def lexical_baseline(validation: Sequence[Pair], test: Sequence[Pair], robustnes
     return out
 
 
-DEFAULT_LAYER_FRACTION = 0.5  # set from the embedded model's sweep; see README "Defaults"
+DEFAULT_LAYER_FRACTION = 17 / 30  # the embedded model's sweep: best held-out AUROC at layer 17 of 30
 
 
 def default_layer(model: PreTrainedModel) -> int:

@@ -114,3 +114,60 @@ def stories(
         out += [Story(p.id, condition, prompt, g.text, {**settings, **extra, "n_tokens": g.n_tokens})
                 for p, prompt, g in zip(pairs, prompts, gens)]
     return out
+
+
+@torch.inference_mode()
+def perplexity(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], texts: Sequence[str],
+    *, template: bool = True, batch_size: int = 8,
+) -> list[float]:
+    """Perplexity of each text given its prompt under the (unsteered) model: a coherence check for steering."""
+    out = [float("nan")] * len(prompts)
+    device = next(model.parameters()).device
+    for k in range(0, len(prompts), batch_size):
+        batch = activations.encode(tokenizer, prompts[k : k + batch_size], texts[k : k + batch_size], template=template)
+        logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, batch.input_ids[:, 1:, None].to(device))[..., 0]
+        mask = batch.response_mask[:, 1:].to(device)
+        nll = -(logp * mask).sum(1) / mask.sum(1).clamp(min=1)
+        for row, value in enumerate(nll.exp().tolist()):
+            out[k + row] = value if batch.response_mask[row].any() else float("nan")
+    return out
+
+
+def steer_sweep(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[Pair],
+    direction: Direction,
+    alphas: Sequence[float],
+    *,
+    norm: str = "relative",
+    sampling: Sampling = Sampling(),
+    progress: bool = False,
+) -> dict:
+    """Choose lambda: for each alpha, stories from the negated prompts with and without steering (same seeds),
+    re-scored by the unsteered probe (paired per prompt: induced - baseline, t interval) and their median
+    perplexity under the unsteered model (coherence). The baseline is generated once."""
+    from . import stats
+    from .probe import Probe
+
+    probe = Probe(model, tokenizer, direction, batch_size=sampling.batch_size)
+    prompts = [p.uncreative for p in pairs]
+
+    def measure(alpha: float) -> tuple[list[float], list[float], list[str]]:
+        steers = [steering.Steer.from_direction(direction, alpha, norm)] if alpha else []
+        texts = [g.text for g in generate(model, tokenizer, prompts, steers=steers, sampling=sampling,
+                                          template=direction.template, progress=progress)]
+        scores = [s.score for s in probe.score(prompts, texts)]
+        return scores, perplexity(model, tokenizer, prompts, texts, template=direction.template), texts
+
+    base_scores, base_ppl, base_texts = measure(0.0)
+    rows = []
+    for alpha in alphas:
+        scores, ppl, texts = measure(alpha)
+        diff = stats.mean_ci([s - b for s, b in zip(scores, base_scores)], unit="prompt")
+        rows.append({"alpha": alpha, "probe_diff": diff.estimate, "ci_low": diff.ci_low, "ci_high": diff.ci_high,
+                     "n": diff.n, "median_ppl": float(torch.tensor(ppl).nanmedian()), "examples": texts[:2]})
+    return {"baseline_median_ppl": float(torch.tensor(base_ppl).nanmedian()), "baseline_examples": base_texts[:2],
+            "prompts": prompts[:2], "norm": norm, "layer": direction.layer, "rows": rows}

@@ -35,8 +35,14 @@ class Steer:
         """Scale a unit direction: `unit` = alpha * a (the paper's lambda), `raw` = alpha * |mean difference| * a,
         `relative` = alpha * (mean residual norm at the layer) * a, so alpha is a fraction of the stream's size."""
         check(alpha, norm, positions)
-        scale = {"unit": 1.0, "raw": direction.raw_norm, "relative": direction.resid_norm}[norm]
-        return cls(direction.layer, direction.vector * (alpha * scale), positions)
+        return cls(direction.layer, direction.vector * (alpha * scale(direction, norm)), positions)
+
+
+def scale(direction: Direction, norm: str) -> float:
+    """Length of the injected vector per unit of alpha under a norm mode."""
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r} is not one of {NORMS}")
+    return {"unit": 1.0, "raw": direction.raw_norm, "relative": direction.resid_norm}[norm]
 
 
 def check(alpha: float, norm: str = "unit", positions: str = "all") -> None:

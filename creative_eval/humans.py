@@ -1,0 +1,198 @@
+"""Human labels: the file schema, its importer, and the HANNA adapter.
+
+Schema (CSV with a header row, or JSONL with one object per line; the fields of `records.HumanLabel`):
+
+| column    | required | meaning                                                                  |
+|-----------|----------|--------------------------------------------------------------------------|
+| `item_id` | yes      | the judged item (a pair id, or a story id with an aspect)                  |
+| `story_a` | yes      | story id (`<prompt_id>:<condition>`) of the rated story, or the first of a pair |
+| `story_b` | pairwise | story id of the second story of a pair; empty for a rating               |
+| `choice`  | pairwise | `A`, `B` or `tie`: which of the two stories the rater found more creative  |
+| `rating`  | rating   | a number (any scale; say which in `comment`)                              |
+| `rater`   | no       | rater id; several raters of one item give several rows                   |
+| `comment` | no       | free text                                                                |
+
+A row is a pairwise preference (story_b and choice set, no rating) or a rating (rating set, no story_b/choice).
+
+HANNA (`../shared/data/hanna`): `hanna_ratings` gives the three crowd raters' 1-5 scores of the 96
+human-written stories; `hanna_pairs` gives, per prompt, the human-written story against each model's story.
+HANNA has no human preference between those two stories, so their label is the *source*: "the human-written
+story is the more creative one" — a reference label like induced-is-more-creative, not a judgement.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import dataclasses
+import random
+from pathlib import Path
+
+from scipy.stats import spearmanr
+
+from .records import HumanLabel, Story, iter_jsonl
+
+CHOICES = ("A", "B", "tie")
+HANNA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "hanna"
+HANNA_ASPECTS = {"Relevance": "RE", "Coherence": "CH", "Empathy": "EM", "Surprise": "SU",
+                 "Engagement": "EG", "Complexity": "CX"}
+HUMAN_SOURCE = "human"
+_FIELDS = [f.name for f in dataclasses.fields(HumanLabel)]
+
+
+# ---------------------------------------------------------------- the importer
+
+
+def load_labels(path: str | Path) -> list[HumanLabel]:
+    """Read a human-label file (.csv or .jsonl), naming the file, line and fix of every bad row."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"human-label file {path} not found; pass a .csv or .jsonl file")
+    if path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            _check_header(path, reader.fieldnames or [])
+            rows = [(i, row) for i, row in enumerate(reader, 2)]
+    elif path.suffix.lower() in (".jsonl", ".json"):
+        rows = list(iter_jsonl(path))
+    else:
+        raise ValueError(f"{path}: unknown human-label format {path.suffix!r}; use .csv or .jsonl")
+    labels = [_label(path, i, row) for i, row in rows]
+    if not labels:
+        raise ValueError(f"{path}: no human labels in the file; add rows (see creative_eval.humans for the schema)")
+    return labels
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    missing = [c for c in ("item_id", "story_a") if c not in header]
+    if missing:
+        raise ValueError(f"{path}: header lacks column(s) {missing}; the columns are {_FIELDS}")
+    if "choice" not in header and "rating" not in header:
+        raise ValueError(f"{path}: header needs a 'choice' column (pairwise) or a 'rating' column (ratings)")
+
+
+def _label(path: Path, line: int, row: dict) -> HumanLabel:
+    where = f"{path}:{line}"
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object with fields {_FIELDS}")
+    unknown = sorted(set(row) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; the fields are {_FIELDS}")
+    clean = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+    clean = {k: v for k, v in clean.items() if v not in ("", None)}
+    for key in ("item_id", "story_a"):
+        if key not in clean:
+            raise ValueError(f"{where}: {key} is empty; every row needs item_id and story_a")
+    choice, rating = clean.get("choice"), clean.get("rating")
+    if (choice is None) == (rating is None):
+        raise ValueError(f"{where}: give exactly one of choice (pairwise) or rating; got "
+                         f"choice={choice!r}, rating={rating!r}")
+    if choice is not None:
+        return _preference(where, clean, str(choice))
+    if "story_b" in clean:
+        raise ValueError(f"{where}: a rating row rates story_a only; leave story_b empty")
+    try:
+        value = float(rating)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: rating {rating!r} is not a number") from None
+    if value != value:
+        raise ValueError(f"{where}: rating is NaN; drop the row instead")
+    return HumanLabel(**{**clean, "rating": value, "rater": str(clean.get("rater", ""))})
+
+
+def _preference(where: str, clean: dict, choice: str) -> HumanLabel:
+    canonical = {c.lower(): c for c in CHOICES}.get(choice.lower())
+    if canonical is None:
+        raise ValueError(f"{where}: choice {choice!r} is not one of {CHOICES}")
+    if "story_b" not in clean:
+        raise ValueError(f"{where}: a pairwise row needs story_b (the second story's id)")
+    if clean["story_b"] == clean["story_a"]:
+        raise ValueError(f"{where}: story_a and story_b are the same story {clean['story_a']!r}")
+    return HumanLabel(**{**clean, "choice": canonical, "rater": str(clean.get("rater", ""))})
+
+
+def load(spec: str | Path) -> list[HumanLabel]:
+    """A human-label file, or "hanna" for HANNA's human-vs-model pairs and its crowd ratings."""
+    if str(spec) == "hanna":
+        return hanna_pairs() + hanna_ratings()
+    return load_labels(spec)
+
+
+# ---------------------------------------------------------------- HANNA
+
+
+def _hanna_file(root: str | Path, name: str) -> Path:
+    path = Path(root) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; pass the folder holding HANNA's {name} (e.g. ../shared/data/hanna)")
+    return path
+
+
+def hanna_prompts(root: str | Path = HANNA_DIR) -> list[tuple[str, str, dict[str, str]]]:
+    """(prompt, human story, {model: model story}) per prompt, in the dataset's prompt order."""
+    with _hanna_file(root, "hanna_llm_stories.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_prompt: dict[str, tuple[str, dict[str, str]]] = {}
+    for i, row in enumerate(rows, 2):
+        human, models = by_prompt.setdefault(row["Prompt"], (row["Human"], {}))
+        if row["Human"] != human:
+            raise ValueError(f"hanna_llm_stories.csv:{i}: two different human stories for one prompt")
+        models[row["Model"]] = row["Story"]
+    return [(prompt, human, models) for prompt, (human, models) in by_prompt.items()]
+
+
+def hanna_stories(root: str | Path = HANNA_DIR) -> list[Story]:
+    """Every HANNA story as a Story: prompt id `hanna-NN`, condition `human` or the generating model."""
+    out = []
+    for i, (prompt, human, models) in enumerate(hanna_prompts(root)):
+        pid = f"hanna-{i:02d}"
+        out.append(Story(pid, HUMAN_SOURCE, prompt, human, {"source": "hanna"}))
+        out += [Story(pid, m, prompt, text, {"source": "hanna"}) for m, text in models.items()]
+    return out
+
+
+def hanna_pairs(root: str | Path = HANNA_DIR, seed: int = 0) -> list[HumanLabel]:
+    """Human-written vs model-written story for the same prompt, one label per (prompt, model).
+
+    The label is the human-written story (a source label, see the module docstring). Which side it is shown
+    on is drawn at random (fixed seed) so a judge's position bias cannot pass for agreement.
+    """
+    rng = random.Random(seed)
+    labels = []
+    for i, (_, _, models) in enumerate(hanna_prompts(root)):
+        human_id = f"hanna-{i:02d}:{HUMAN_SOURCE}"
+        for model in models:
+            other = f"hanna-{i:02d}:{model}"
+            a, b, choice = (human_id, other, "A") if rng.random() < 0.5 else (other, human_id, "B")
+            labels.append(HumanLabel(f"hanna-{i:02d}:human-vs-{model}", a, b, choice=choice, rater="hanna-source",
+                                     comment="reference label: the human-written story"))
+    return labels
+
+
+def hanna_ratings(root: str | Path = HANNA_DIR, aspects: tuple[str, ...] = ("Surprise", "Complexity")) -> list[HumanLabel]:
+    """The three crowd raters' 1-5 scores of the 96 human-written stories, one label per rater and aspect.
+
+    The scores file lists stories by position only; the position is checked against the story texts through
+    the file's own `Text length` column (rank correlation with the word counts must be >= 0.95).
+    """
+    unknown = [a for a in aspects if a not in HANNA_ASPECTS]
+    if unknown:
+        raise ValueError(f"unknown HANNA aspect(s) {unknown}; choose from {list(HANNA_ASPECTS)}")
+    with _hanna_file(root, "hanna_metric_scores_llm.csv").open(encoding="utf-8", newline="") as f:
+        human_row = next((r for r in csv.DictReader(f) if r["Model"] == "Human"), None)
+    if human_row is None:
+        raise ValueError("hanna_metric_scores_llm.csv has no row with Model == 'Human'")
+    prompts = hanna_prompts(root)
+    lengths = ast.literal_eval(human_row["Text length ¤§"])
+    words = [len(human.split()) for _, human, _ in prompts]
+    if len(lengths) != len(words) or spearmanr(lengths, words).statistic < 0.95:
+        raise ValueError("HANNA scores do not line up with the stories' prompt order (text lengths disagree); "
+                         "check that both files come from the same HANNA commit")
+    labels = []
+    for aspect in aspects:
+        for rater in (1, 2, 3):
+            scores = ast.literal_eval(human_row[f"Human {rater} {HANNA_ASPECTS[aspect]}"])
+            labels += [HumanLabel(f"hanna-{i:02d}:{HUMAN_SOURCE}#{aspect}", f"hanna-{i:02d}:{HUMAN_SOURCE}",
+                                  rating=float(s), rater=f"hanna-{rater}", comment=f"{aspect}, 1-5")
+                       for i, s in enumerate(scores)]
+    return labels

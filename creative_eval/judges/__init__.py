@@ -1,0 +1,73 @@
+"""Judges of creativity: 0-9 ratings and pairwise preferences from local models, OpenAI-compatible
+servers and the probe, every judgement persisted as it is made.
+
+    judge = judges.load_judge("embedded")            # or "probe", "llama3-70b", a .yaml path
+    ratings = judge.rate(stories)                     # list[Rating]
+    prefs = judge.compare([PairItem(a, b), ...])      # list[Preference], asked in both orders
+    judges.run(judge, "rating", stories, "out.jsonl") # persisted + resumable; returns the store's records
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ..records import Story
+from . import presets, store
+from .base import Judge, PairItem, Templates
+
+
+def load_judge(preset: str | Path, model=None, tokenizer=None):
+    """A judge from a preset; `model`/`tokenizer` (e.g. the generator, preset `self`) override its model."""
+    cfg = presets.load(preset)
+    templates = Templates(cfg.get("template_rate", Templates.rate), cfg.get("template_compare", Templates.compare))
+    if cfg["backend"] == "openai":
+        import os
+
+        from .openai_backend import OpenAIJudge
+
+        key = os.environ.get(cfg["api_key_env"]) if cfg.get("api_key_env") else None
+        return OpenAIJudge(cfg["id"], cfg["model"], base_url=cfg.get("base_url"), api_key=key, templates=templates,
+                           parse=cfg.get("parse", "logprobs"), concurrency=cfg.get("concurrency", 4),
+                           timeout_s=cfg.get("timeout_s", 60.0))
+    from .. import models
+
+    if model is None:
+        model, tokenizer = models.load(cfg.get("model", models.EMBEDDED), cfg.get("dtype"), cfg.get("device_map"))
+    if cfg["backend"] == "probe":
+        from .. import direction
+        from .probe_judge import ProbeJudge
+
+        d, _ = direction.auto(model, tokenizer, cfg.get("model", models.EMBEDDED), cfg.get("layer"))
+        scale = tuple(cfg["scale"]) if cfg.get("scale") else None
+        return ProbeJudge(cfg["id"], model, tokenizer, d, tie_band=cfg.get("tie_band", 0.0), scale=scale)
+    from .hf import HFJudge
+
+    return HFJudge(cfg["id"], model, tokenizer, templates=templates, parse=cfg.get("parse", "logprobs"),
+                   batch_size=cfg.get("batch_size", 8))
+
+
+def pairs_by_condition(stories: Sequence[Story], a: str = "induced", b: str = "baseline") -> list[PairItem]:
+    """Pair the stories of each prompt id: condition `a` vs condition `b`."""
+    by = {(s.prompt_id, s.condition): s for s in stories}
+    return [PairItem(s, by[(s.prompt_id, b)]) for s in stories if s.condition == a and (s.prompt_id, b) in by]
+
+
+def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 8) -> list[dict]:
+    """Judge `items` (stories for "rating", PairItems for "pairwise") chunk by chunk, appending each
+    judgement to `store_path` as it is made and skipping keys already there; returns all stored records."""
+    if mode not in ("rating", "pairwise"):
+        raise ValueError(f"mode={mode!r} is not 'rating' or 'pairwise'")
+    key = store.rating_key if mode == "rating" else store.pair_key
+    done = store.done_keys(store_path)
+    todo = [(key(judge.id, judge.template_hash, it), it) for it in items]
+    todo = [(k, it) for k, it in todo if k not in done]
+    ask = judge.rate if mode == "rating" else judge.compare
+    for i in range(0, len(todo), chunk):
+        part = todo[i : i + chunk]
+        for (k, _), rec in zip(part, ask([it for _, it in part])):
+            store.append(store_path, k, rec)
+    return list(store.records(store_path)) if Path(store_path).is_file() else []
+
+
+__all__ = ["Judge", "PairItem", "Templates", "load_judge", "pairs_by_condition", "run"]

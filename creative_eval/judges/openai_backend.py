@@ -1,0 +1,77 @@
+"""Judge through any OpenAI-compatible chat API (OpenAI, vLLM, llama.cpp server, TGI).
+
+Label probabilities come from `logprobs.content[0].top_logprobs` of a one-token answer. Requests run
+with bounded concurrency; 429, 5xx, timeouts and dropped connections are retried with exponential
+backoff and full jitter (counted in `.retries`); 401/403/404 and a server that ignores `logprobs` fail
+at once with a clear error."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import openai
+from tqdm.auto import tqdm
+
+from .base import Judge, Templates
+
+RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
+FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+
+
+class JudgeBackendError(RuntimeError):
+    """A server that cannot serve this judge; the message names the server and the fix."""
+
+
+class OpenAIJudge(Judge):
+    def __init__(self, judge_id: str, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 templates: Templates = Templates(), parse: str = "logprobs", concurrency: int = 4,
+                 timeout_s: float = 60.0, max_retries: int = 6, backoff_s: float = 0.5, progress: bool = False):
+        super().__init__(judge_id, templates)
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        key = api_key or os.environ.get("OPENAI_API_KEY") or ("none" if self.base_url else None)
+        if key is None:
+            raise JudgeBackendError(f"judge {judge_id!r}: no API key; set OPENAI_API_KEY or pass api_key")
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout_s, max_retries=0)
+        self.model, self.parse, self.concurrency = model, parse, concurrency
+        self.max_retries, self.backoff_s, self.progress = max_retries, backoff_s, progress
+        self.retries = 0
+        self._lock = threading.Lock()
+
+    def _request(self, text: str, labels: Sequence[str]) -> tuple[list[float] | None, str | None]:
+        kwargs = dict(model=self.model, messages=[{"role": "user", "content": text}], temperature=0)
+        if self.parse == "logprobs":
+            kwargs.update(max_tokens=1, logprobs=True, top_logprobs=20)
+        else:
+            kwargs.update(max_tokens=8)
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self.client.chat.completions.create(**kwargs)
+                break
+            except FATAL as e:
+                raise JudgeBackendError(f"{self.base_url or 'OpenAI'} refused model {self.model!r} "
+                                        f"({e.status_code}): check the key, the model name and the base URL") from None
+            except RETRYABLE as e:
+                if attempt == self.max_retries:
+                    raise JudgeBackendError(f"{self.base_url or 'OpenAI'}: gave up after {attempt + 1} tries ({e})") from None
+                with self._lock:
+                    self.retries += 1
+                time.sleep(random.uniform(0, self.backoff_s * 2**attempt))
+        choice = response.choices[0]
+        if self.parse != "logprobs":
+            return None, choice.message.content
+        if choice.logprobs is None or not choice.logprobs.content:
+            raise JudgeBackendError(f"{self.base_url or 'OpenAI'} returned no logprobs for model {self.model!r}; "
+                                    "use a server that supports them or set `parse: generate` in the preset")
+        top = {t.token.strip(): math.exp(t.logprob) for t in reversed(choice.logprobs.content[0].top_logprobs)}
+        return [top.get(label, 0.0) for label in labels], choice.message.content
+
+    def _ask(self, texts: Sequence[str], labels: Sequence[str]) -> list[tuple[list[float] | None, str | None]]:
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(tqdm(pool.map(lambda t: self._request(t, labels), texts), total=len(texts),
+                             disable=not self.progress, desc=self.id))

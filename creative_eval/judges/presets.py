@@ -1,0 +1,51 @@
+"""Judge presets: YAML files in the top-level `judges/` folder (or any path) naming backend, model,
+templates and parse mode. Adding a judge is adding a file; a bad file fails naming the file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "judges"
+BACKENDS = ("hf", "openai", "probe")
+FIELDS = {"backend", "model", "base_url", "api_key_env", "parse", "template_rate", "template_compare", "dtype",
+          "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "timeout_s", "id"}
+
+
+class PresetError(ValueError):
+    """A preset file that cannot define a judge."""
+
+
+def path_of(name: str | Path) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    return PRESET_DIR / f"{name}.yaml"
+
+
+def load(name: str | Path) -> dict:
+    """The preset as a dict with `id` set (defaults to the file stem), validated field by field."""
+    path = path_of(name)
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        raise PresetError(f"judge preset {name!r}: no file {path}; known presets: {known}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise PresetError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise PresetError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
+    unknown = set(data) - FIELDS
+    if unknown:
+        raise PresetError(f"{path}: unknown field(s) {sorted(unknown)}; allowed: {sorted(FIELDS)}")
+    if data.get("backend") not in BACKENDS:
+        raise PresetError(f"{path}: field 'backend' must be one of {BACKENDS}, got {data.get('backend')!r}")
+    if data.get("parse", "logprobs") not in ("logprobs", "generate"):
+        raise PresetError(f"{path}: field 'parse' must be 'logprobs' or 'generate', got {data['parse']!r}")
+    if data["backend"] == "openai" and not data.get("model"):
+        raise PresetError(f"{path}: field 'model' is required for backend 'openai'")
+    for field in ("template_rate", "template_compare"):
+        if field in data and not isinstance(data[field], str):
+            raise PresetError(f"{path}: field {field!r} must be a string")
+    return {"id": path.stem, **data}

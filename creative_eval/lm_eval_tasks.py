@@ -1,0 +1,182 @@
+"""The `creative` lm-eval tasks: data from the shipped pairs, batched judging, metrics with 95% CIs.
+
+One Task class serves every YAML in `tasks/`; `metadata.measure` picks what is judged (none, probe, rating,
+pairwise). Options are checked when the task is built, before any generation. The judge or probe runs once
+over all of a task's responses in `apply_filters` (one model per process, never one load per sample), and
+each sample's judgement is what `process_results` returns, so `--log_samples` keeps it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Sequence
+
+import datasets
+from lm_eval.api.instance import Instance
+from lm_eval.api.task import ConfigurableTask
+
+from . import models, pairs, stats
+from .records import Story
+
+MEASURES = ("none", "probe", "rating", "pairwise")
+JUDGE_ENV = "CREATIVE_EVAL_JUDGE"
+BASELINE = "baseline"
+
+
+def load_dataset(pairs_file: str = pairs.SHIPPED, split: str = "test", **_: Any) -> datasets.DatasetDict:
+    """`custom_dataset`: lm-eval passes task metadata (and model_args) as keywords; only ours are read."""
+    rows = [dataclasses.asdict(p) for p in pairs.load_pairs(pairs_file, split)]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
+def negated_prompt(doc: dict) -> str:
+    return doc["uncreative"]
+
+
+def creative_prompt(doc: dict) -> str:
+    return doc["creative"]
+
+
+def ci95_low(items: Sequence[float]) -> float:
+    return _ci(items).ci_low
+
+
+def ci95_high(items: Sequence[float]) -> float:
+    return _ci(items).ci_high
+
+
+def _ci(items: Sequence[float]) -> stats.Estimate:
+    """Wilson for 0/1 outcomes (rates), t otherwise; NaN (invalid judgements) dropped."""
+    values = [float(v) for v in items if not math.isnan(float(v))]
+    if values and set(values) <= {0.0, 1.0}:
+        return stats.proportion_ci(int(sum(values)), len(values))
+    return stats.mean_ci(values)
+
+
+def _judge_preset(meta: dict) -> str:
+    return str(meta.get("judge") or os.environ.get(JUDGE_ENV) or "embedded")
+
+
+class CreativeTask(ConfigurableTask):
+    """A ConfigurableTask whose `metadata.measure` adds a batched judgement step."""
+
+    def __init__(self, config: dict | None = None, **kwargs: Any):
+        config = {k: v for k, v in (config or {}).items() if k != "class"}  # TaskConfig has no such field
+        # our metrics are computed here, not looked up in lm-eval's metric registry (or HF evaluate)
+        config["process_results"] = CreativeTask.process_results
+        super().__init__(config=config, **kwargs)
+        meta = self.config.metadata or {}
+        self.measure = str(meta.get("measure", "none"))
+        if self.measure not in MEASURES:
+            raise ValueError(f"{self.config.task}: metadata.measure={self.measure!r} is not one of {MEASURES}")
+        self.judge = self._load_judge(meta) if self.measure in ("rating", "pairwise") else None
+
+    def _load_judge(self, meta: dict):
+        from . import judges
+
+        return judges.load_judge(_judge_preset(meta))
+
+    def construct_requests(self, doc: dict, ctx: str, **kwargs: Any) -> list[Instance] | Instance:
+        """Pairwise tasks also ask the same model, steering off, for the baseline story (idx 1)."""
+        steered = super().construct_requests(doc, ctx, **kwargs)
+        if self.measure != "pairwise":
+            return steered
+        ctx_, gen_kwargs, *rest = steered.arguments
+        baseline = dataclasses.replace(steered, arguments=(ctx_, {**gen_kwargs, "steer": False}, *rest), idx=1,
+                                       resps=[], filtered_resps={})
+        return [steered, baseline]
+
+    def apply_filters(self) -> None:
+        super().apply_filters()
+        by_doc: dict[int, dict[int, Instance]] = {}
+        for inst in self._instances:
+            by_doc.setdefault(inst.doc_id, {})[inst.idx] = inst
+        docs = [by_doc[k] for k in sorted(by_doc)]
+        if self.measure == "none":
+            return
+        judged = getattr(self, f"_judge_{self.measure}")(docs)
+        for group, result in zip(docs, judged):
+            for inst in group.values():
+                for key in inst.filtered_resps:
+                    inst.filtered_resps[key] = json.dumps(result)  # JSON, so --log_samples stays machine-readable
+
+    def _stories(self, docs: list[dict[int, Instance]], idx: int = 0, condition: str = "induced") -> list[Story]:
+        out = []
+        for group in docs:
+            inst = group[idx]
+            text = next(iter(inst.filtered_resps.values()))
+            out.append(Story(inst.doc["id"], condition, self.doc_to_text(inst.doc), text))
+        return out
+
+    def _judge_probe(self, docs: list[dict[int, Instance]]) -> list[dict]:
+        from . import probe
+
+        stories = self._stories(docs)
+        model, tokenizer, direction = _probe_parts(self.config.metadata or {})
+        scores = probe.Probe(model, tokenizer, direction).score([s.prompt for s in stories], [s.text for s in stories])
+        return [{"story": s.text, "probe": p.score, "n_tokens": p.n_tokens} for s, p in zip(stories, scores)]
+
+    def _judge_rating(self, docs: list[dict[int, Instance]]) -> list[dict]:
+        stories = self._stories(docs)
+        ratings = self.judge.rate(stories)
+        return [{"story": s.text, **dataclasses.asdict(r)} for s, r in zip(stories, ratings)]
+
+    def _judge_pairwise(self, docs: list[dict[int, Instance]]) -> list[dict]:
+        steered, baseline = self._stories(docs), self._stories(docs, idx=1, condition=BASELINE)
+        from .judges import PairItem
+
+        prefs = self.judge.compare([PairItem(s, b) for s, b in zip(steered, baseline)])
+        return [{"story": s.text, "baseline": b.text, **dataclasses.asdict(p)}
+                for s, b, p in zip(steered, baseline, prefs)]
+
+    def process_results(self, doc: dict, results: list[Any]) -> dict[str, Any]:
+        if self.measure == "none":
+            n = float(len(results[0].split()))
+            return {"words": n, "words_ci95_low": n, "words_ci95_high": n}
+        result = json.loads(results[0])
+        value = {"probe": _value(result, "probe"), "rating": _value(result, "expected")}.get(self.measure)
+        if value is not None:
+            return {self.measure: value, f"{self.measure}_ci95_low": value, f"{self.measure}_ci95_high": value}
+        return _pairwise_metrics(result)
+
+
+def _value(result: dict, key: str) -> float:
+    v = result.get(key)
+    return float("nan") if v is None or result.get("status", "ok") != "ok" else float(v)
+
+
+def _pairwise_metrics(pref: dict) -> dict[str, float]:
+    """Per pair: did the steered story (shown as A) win, tie, and were both orders consistent."""
+    ok = pref.get("status", "ok") == "ok" and pref.get("decision") is not None
+    out = {
+        "win_rate": float(pref["decision"] == "A") if ok else float("nan"),
+        "tie_rate": float(pref["decision"] == "tie") if ok else float("nan"),
+        "consistency": float(bool(pref["consistent"])) if ok else float("nan"),
+    }
+    return {**out, **{f"{k}_ci95_low": v for k, v in out.items()}, **{f"{k}_ci95_high": v for k, v in out.items()}}
+
+
+_PROBE_CACHE: dict[tuple, tuple] = {}
+
+
+def _probe_parts(meta: dict):
+    """The evaluated model when it is a live steered_hf in this process (no second load), else the model
+    named in metadata (`pretrained`, default embedded) with its auto direction."""
+    from . import direction as direction_mod
+    from .lm_eval_glue import SteeredHF
+
+    live = SteeredHF.live
+    if live is not None:
+        return live.model, live.tokenizer, live.direction
+    name = str(meta.get("pretrained") or models.EMBEDDED)
+    key = (name, meta.get("direction", "auto"), meta.get("layer"))
+    if key not in _PROBE_CACHE:
+        model, tokenizer = models.load(name)
+        source = str(key[1])
+        d = (direction_mod.auto(model, tokenizer, name, key[2])[0] if source == "auto"
+             else direction_mod.load(source, model))
+        _PROBE_CACHE[key] = (model, tokenizer, d)
+    return _PROBE_CACHE[key]

@@ -1,0 +1,74 @@
+"""Judges: parsing, the HF backend on the tiny model, presets, the store and resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from creative_eval import judges
+from creative_eval.judges import base, presets
+from creative_eval.judges.hf import HFJudge
+from creative_eval.records import Story
+
+
+def stories(n: int = 4) -> list[Story]:
+    return [Story(f"p{i}", c, "Write a news story.", f"The space tanker {c} {i} crashes.") for i in range(n)
+            for c in ("baseline", "induced")]
+
+
+def test_parse_digit_prefers_brackets_and_rejects_garbage():
+    assert base.parse_digit("I'd say 3, final [7]") == "7"
+    assert base.parse_digit("Score: 12 then 4") == "4"
+    assert base.parse_digit("no idea") is None
+    r = base.rating_from_probs("j", stories(1)[0], None, "no idea", "h", 0.0)
+    assert r.status.startswith("invalid") and r.expected is None
+
+
+def test_expected_score_renormalises():
+    e, k = base.expected_and_argmax([0, 0, 0.2] + [0] * 6 + [0.2])
+    assert e == pytest.approx(5.5) and k == 2
+
+
+def test_preference_inconsistent_orders_is_tie():
+    item = base.PairItem(*stories(1))
+    assert base.preference("j", item, 0.9, 0.2, "h", 0).decision == "A"
+    p = base.preference("j", item, 0.9, 0.8, "h", 0)
+    assert p.decision == "tie" and p.consistent is False
+
+
+def test_hf_judge_digits_need_single_tokens(tiny):
+    model, tok = tiny
+    judge = HFJudge("tiny", model, tok)
+    try:
+        ratings = judge.rate(stories(2))
+    except ValueError as e:
+        assert "single tokens" in str(e)
+    else:
+        assert all(r.status == "ok" and 0 <= r.expected <= 9 for r in ratings)
+
+
+def test_bad_preset_names_file_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backend: hf\nmodle: x\n")
+    with pytest.raises(presets.PresetError, match=r"bad.yaml.*modle"):
+        presets.load(bad)
+    bad.write_text("backend: nope\n")
+    with pytest.raises(presets.PresetError, match="backend"):
+        presets.load(bad)
+    assert presets.load("embedded")["backend"] == "hf"
+
+
+@pytest.mark.real
+def test_embedded_rating_pairwise_and_resume(embedded, tmp_path):
+    model, tok = embedded
+    judge = judges.load_judge("embedded", model, tok)
+    items = stories(3)
+    out = tmp_path / "r.jsonl"
+    first = judges.run(judge, "rating", items[:4], out)
+    assert len(first) == 4 and all(r["status"] == "ok" for r in first)
+    calls = []
+    orig = judge.rate
+    judge.rate = lambda xs: calls.append(len(xs)) or orig(xs)
+    again = judges.run(judge, "rating", items, out)
+    assert len(again) == 6 and calls == [2]
+    prefs = judge.compare(judges.pairs_by_condition(items))
+    assert len(prefs) == 3 and all(p.decision in ("A", "B", "tie") for p in prefs)
