@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .records import CONDITIONS
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -18,8 +19,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _direction_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--direction", default="auto", help="direction .safetensors, or 'auto' (shipped pairs, cached)")
-    p.add_argument("--layer", type=int, default=None, help="layer for --direction auto (default: the sweep's)")
+    p.add_argument("--direction", type=_direction_source, default="auto",
+                   help="direction .safetensors, or 'auto' (shipped pairs, cached)")
+    p.add_argument("--layer", type=_positive_int, default=None,
+                   help="layer for --direction auto (default: the sweep's)")
 
 
 def _finite(text: str) -> float:
@@ -27,6 +30,61 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _temperature(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; use 0 for greedy decoding or a positive temperature")
+    return value
+
+
+def _top_p(text: str) -> float:
+    value = _finite(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not in (0, 1]")
+    return value
+
+
+def _existing_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return text
+
+
+def _direction_source(text: str) -> str:
+    """'auto' or an existing file: checked here so that a typo fails before the model loads."""
+    if text != "auto" and not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such direction file; pass a .safetensors path or 'auto'")
+    return text
+
+
+def _pairs_source(text: str) -> str:
+    """A shipped set name or an existing pairs file (its lines are validated when it is read)."""
+    from .pairs import PairsError, path_of
+
+    try:
+        path_of(text)
+    except PairsError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _conditions(text: str) -> str:
+    """Comma-separated conditions, all known, so a typo fails before anything is generated."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = sorted(set(names) - set(CONDITIONS))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown condition(s) {unknown or [text]}; choose from {', '.join(CONDITIONS)}")
+    return text
 
 
 def _condition_pair(text: str) -> tuple[str, str]:
@@ -45,38 +103,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("direction", help="extract the creativity direction at one layer")
     _model_args(p)
-    p.add_argument("--pairs", default=pairs.SHIPPED, help="pairs file (JSONL/CSV) or 'pairs' (shipped)")
+    p.add_argument("--pairs", type=_pairs_source, default=pairs.SHIPPED,
+                   help="pairs file (JSONL/CSV) or 'pairs' (shipped)")
     p.add_argument("--split", default="validation", help="which split to extract from (default validation)")
-    p.add_argument("--layer", type=int, default=None, help="output of decoder block l (default: the sweep's)")
+    p.add_argument("--layer", type=_positive_int, default=None,
+                   help="output of decoder block l (default: the sweep's)")
     p.add_argument("--pooling", choices=activations.POOLINGS, default="mean")
     p.add_argument("--no-template", action="store_true", help="read prompts without the chat template")
     p.add_argument("--out", required=True, help="where to write the .safetensors file")
 
     p = sub.add_parser("sweep", help="AUROC of the probe at every layer; recommends a layer")
     _model_args(p)
-    p.add_argument("--pairs", default=pairs.SHIPPED)
-    p.add_argument("--robustness", default=pairs.ROBUSTNESS)
+    p.add_argument("--pairs", type=_pairs_source, default=pairs.SHIPPED)
+    p.add_argument("--robustness", type=_pairs_source, default=pairs.ROBUSTNESS)
     p.add_argument("--pooling", choices=activations.POOLINGS, default="mean")
     p.add_argument("--no-template", action="store_true")
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--n-boot", type=_positive_int, default=1000)
     p.add_argument("--plot", default=None, help="PNG path for the AUROC-per-layer plot")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     p = sub.add_parser("generate", help="stories for the test split: baseline / induced / creative")
     _model_args(p)
     _direction_args(p)
-    p.add_argument("--pairs", default=pairs.SHIPPED)
+    p.add_argument("--pairs", type=_pairs_source, default=pairs.SHIPPED)
     p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, default=None, help="first N pairs only")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N pairs only")
     p.add_argument("--alpha", type=_finite, default=None, help="lambda (default: the documented default)")
     p.add_argument("--norm", choices=steering.NORMS, default="relative")
     p.add_argument("--positions", choices=steering.POSITIONS, default="all")
-    p.add_argument("--conditions", default="baseline,induced,creative")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=_finite, default=1.0)
-    p.add_argument("--top-p", type=_finite, default=1.0)
+    p.add_argument("--conditions", type=_conditions, default=",".join(CONDITIONS))
+    p.add_argument("--max-new-tokens", type=_positive_int, default=256)
+    p.add_argument("--temperature", type=_temperature, default=1.0)
+    p.add_argument("--top-p", type=_top_p, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--out", required=True, help="stories JSONL")
 
     p = sub.add_parser("steer-sweep", help="choose lambda: probe gain (with CI) and perplexity per alpha")
@@ -85,28 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alphas", type=lambda t: [_finite(x) for x in t.split(",")], default=[0.1, 0.2, 0.35, 0.5],
                    help="comma-separated alphas (default 0.1,0.2,0.35,0.5)")
     p.add_argument("--norm", choices=steering.NORMS, default="relative")
-    p.add_argument("--pairs", default=pairs.SHIPPED)
-    p.add_argument("--limit", type=int, default=32, help="first N negated test prompts (default 32)")
-    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--pairs", type=_pairs_source, default=pairs.SHIPPED)
+    p.add_argument("--limit", type=_positive_int, default=32, help="first N negated test prompts (default 32)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=96)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     p = sub.add_parser("score", help="probe scores of stories (re-scored on the unsteered model)")
     _model_args(p)
     _direction_args(p)
-    p.add_argument("--input", required=True, help="stories JSONL (from `generate`)")
+    p.add_argument("--input", type=_existing_file, required=True, help="stories JSONL (from `generate`)")
     p.add_argument("--tokens", choices=probe.TOKENS, default="input+response")
     p.add_argument("--out", default=None, help="JSONL of scores (default: print a summary only)")
 
     p = sub.add_parser("demo", help="the main job end to end on the embedded model")
-    p.add_argument("--n", type=int, default=8, help="number of test prompts")
-    p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--out", default="reports/demo")
+    p.add_argument("--n", type=int, default=30, help="number of test prompts (default 30)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--alpha", type=_finite, default=steering.DEFAULT_ALPHA, help="lambda, relative norm")
+    p.add_argument("--hanna", type=int, default=24, help="HANNA prompts for the human-label panel (0: none)")
+    p.add_argument("--out", default="reports/demo", help="run and report folder (a re-run resumes)")
 
     p = sub.add_parser("annotate", help="blinded pairwise human annotation: export a page, import its results")
     actions = p.add_subparsers(dest="action", required=True)
     q = actions.add_parser("export", help="write a self-contained annotation page (index.html) and its key")
-    q.add_argument("--input", required=True, help="stories JSONL (from `generate`)")
+    q.add_argument("--input", type=_existing_file, required=True, help="stories JSONL (from `generate`)")
     q.add_argument("--out", required=True, help="pack folder; give raters index.html only, keep key.json")
     q.add_argument("--compare", action="append", type=_condition_pair, default=None, metavar="COND:COND",
                    help="condition pair to compare, e.g. baseline:induced (repeatable; default: all pairs)")
@@ -149,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("judge", help="0-9 ratings or pairwise preferences of stories by a judge preset")
     p.add_argument("--judge", required=True, help="preset name in judges/ (embedded, self, probe, ...) or a .yaml path")
     p.add_argument("--mode", choices=("rating", "pairwise"), default="rating")
-    p.add_argument("--input", required=True, help="stories JSONL (from `generate`)")
+    p.add_argument("--input", type=_existing_file, required=True, help="stories JSONL (from `generate`)")
     p.add_argument("--pair", default="induced,baseline", help="pairwise: conditions A,B paired per prompt id")
     p.add_argument("--out", required=True, help="judgements JSONL (appended as made; a re-run resumes)")
     return parser

@@ -8,10 +8,9 @@ from pathlib import Path
 
 from . import direction as direction_mod
 from . import generate as generate_mod
-from . import models, pairs, probe, steering
+from . import models, pairs, pipeline, probe, steering
 from .records import Story, read_records, write_jsonl
 
-DEFAULT_ALPHA = 0.5  # relative norm: lambda * |a| = half the mean residual norm at the layer; see README
 
 
 def _load(args: argparse.Namespace):
@@ -62,7 +61,7 @@ def sweep(args: argparse.Namespace) -> None:
 def generate(args: argparse.Namespace) -> None:
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
     sampling = generate_mod.Sampling(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size)
-    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+    alpha = steering.DEFAULT_ALPHA if args.alpha is None else args.alpha
     steering.check(alpha, args.norm, args.positions)
     selected = pairs.load_pairs(args.pairs, args.split)[: args.limit]
     model, tokenizer = _load(args)
@@ -80,9 +79,9 @@ def steer_sweep(args: argparse.Namespace) -> None:
     selected = pairs.load_pairs(args.pairs, "test")[: args.limit]
     model, tokenizer = _load(args)
     d, _ = _direction(args, model, tokenizer)
-    result = generate_mod.steer_sweep(model, tokenizer, selected, d, args.alphas, norm=args.norm,
-                                      sampling=generate_mod.Sampling(args.max_new_tokens, seed=args.seed),
-                                      progress=not args.json)
+    result = pipeline.steer_sweep(model, tokenizer, selected, d, args.alphas, norm=args.norm,
+                                  sampling=generate_mod.Sampling(args.max_new_tokens, seed=args.seed),
+                                  progress=not args.json)
     if args.json:
         print(json.dumps(result))
         return
@@ -90,6 +89,15 @@ def steer_sweep(args: argparse.Namespace) -> None:
     print(f"{'alpha':>6} {'probe gain':>11} {'95% CI':>20} {'median ppl':>11}")
     for r in result["rows"]:
         print(f"{r['alpha']:>6} {r['probe_diff']:+11.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] {r['median_ppl']:11.1f}")
+
+
+def demo(args: argparse.Namespace) -> None:
+    from . import report
+
+    path = pipeline.demo(args.out, n=args.n, max_new_tokens=args.max_new_tokens, alpha=args.alpha,
+                         hanna_prompts=args.hanna)
+    report.print_summary(report.read_summary(path)["summary"])
+    print(f"report: {path} (figure: {path.parent / 'figure1.png'})")
 
 
 def score(args: argparse.Namespace) -> None:
@@ -184,7 +192,7 @@ def lm_eval(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> None:
     from . import lm_eval_glue
 
-    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+    alpha = steering.DEFAULT_ALPHA if args.alpha is None else args.alpha
     steering.check(alpha, args.norm)
     model, tokenizer = _load(args)
     d, path = _direction(args, model, tokenizer)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import os
 import random
 from pathlib import Path
 
@@ -33,7 +34,8 @@ from scipy.stats import spearmanr
 from .records import HumanLabel, Story, iter_jsonl
 
 CHOICES = ("A", "B", "tie")
-HANNA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "hanna"
+# beside the checkout (../shared/data/hanna), or wherever $CREATIVE_EVAL_HANNA points
+HANNA_DIR = Path(os.environ.get("CREATIVE_EVAL_HANNA", Path(__file__).resolve().parents[2] / "shared" / "data" / "hanna"))
 HANNA_ASPECTS = {"Relevance": "RE", "Coherence": "CH", "Empathy": "EM", "Surprise": "SU",
                  "Engagement": "EG", "Complexity": "CX"}
 HUMAN_SOURCE = "human"
@@ -167,6 +169,18 @@ def hanna_pairs(root: str | Path = HANNA_DIR, seed: int = 0) -> list[HumanLabel]
             labels.append(HumanLabel(f"hanna-{i:02d}:human-vs-{model}", a, b, choice=choice, rater="hanna-source",
                                      comment="reference label: the human-written story"))
     return labels
+
+
+def hanna_sample(n_prompts: int, max_words: int | None = 120, root: str | Path = HANNA_DIR,
+                 seed: int = 0) -> tuple[list[Story], list[HumanLabel]]:
+    """A small judging set: the first `n_prompts` prompts' human story against the first model's story, each
+    cut to `max_words` words (long stories make local judges slow), with their source labels."""
+    stories = {s.id: s for s in hanna_stories(root)}
+    first_model = next(iter(hanna_prompts(root)[0][2]))
+    labels = [h for h in hanna_pairs(root, seed) if h.item_id.endswith(f"-vs-{first_model}")][:n_prompts]
+    ids = [i for h in labels for i in (h.story_a, h.story_b)]
+    cut = [dataclasses.replace(stories[i], text=" ".join(stories[i].text.split()[:max_words])) for i in ids]
+    return cut, labels
 
 
 def hanna_ratings(root: str | Path = HANNA_DIR, aspects: tuple[str, ...] = ("Surprise", "Complexity")) -> list[HumanLabel]:

@@ -67,12 +67,6 @@ def _check_unknown(kwargs: dict[str, Any]) -> None:
         )
 
 
-def default_alpha() -> float:
-    from .commands import DEFAULT_ALPHA
-
-    return DEFAULT_ALPHA
-
-
 @register_model(MODEL_NAME)
 class SteeredHF(HFLM):
     """HFLM whose forward passes run inside `steering.steering` (generation and loglikelihood alike)."""
@@ -91,7 +85,7 @@ class SteeredHF(HFLM):
         **kwargs: Any,
     ):
         _check_unknown(kwargs)
-        alpha = default_alpha() if alpha is None else _as_float("alpha", alpha)
+        alpha = steering.DEFAULT_ALPHA if alpha is None else _as_float("alpha", alpha)
         layer, norm, positions = _as_layer(layer), str(norm), str(positions)
         steering.check(alpha, norm, positions)
         self.record_probe = _as_bool("probe", probe)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from huggingface_hub import constants as hub_constants
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -83,7 +84,14 @@ def resolve(name: str, dtype: torch.dtype = torch.float32) -> str:
         if not path.is_file():
             raise ModelLoadError(f"{name}: no such GGUF file; check the path")
         return str(_gguf_cached(path, dtype))
-    return name
+    if _looks_like_path(name) and not Path(name).expanduser().exists():
+        raise ModelLoadError(f"{name}: no such model folder; check the path (a Hugging Face id looks like owner/name)")
+    return str(Path(name).expanduser()) if name.startswith("~") else name
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are `name` or `owner/name`; anything else with a slash, or starting at /, . or ~, is a path."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -112,6 +120,13 @@ def load(
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, device_map=device_map)
     except OSError as e:
+        if hub_constants.is_offline_mode() and not Path(source).exists():
+            raise ModelLoadError(
+                f"cannot load model {name!r}: HF_HUB_OFFLINE is set and the model is not in the Hugging Face cache "
+                f"({hub_constants.HF_HUB_CACHE}). Download it where the hub is reachable (`huggingface-cli download "
+                f"{name}`) and copy that cache here or point HF_HOME at it, unset HF_HUB_OFFLINE, or pass a local "
+                "folder, a .gguf file, or 'embedded'."
+            ) from None
         raise ModelLoadError(
             f"cannot load model {name!r}: {e}\nIf it is a Hugging Face id, this machine must reach the hub (or the "
             "model must already be in the HF cache, e.g. via `huggingface-cli download` elsewhere and "

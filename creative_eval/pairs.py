@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from importlib import resources
 from pathlib import Path
@@ -40,12 +41,23 @@ def file_hash(source: str | Path) -> str:
 
 
 def _rows(path: Path) -> list[tuple[int, dict]]:
+    """(line number, raw row) for every record; a UTF-8 byte-order mark (as spreadsheets write) is accepted."""
+    data = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise PairsError(f"{path}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+        line = data[: e.start].count(b"\n") + 1
+        raise PairsError(f"{path}:{line}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
     if path.suffix.lower() == ".csv":
-        return [(i + 2, row) for i, row in enumerate(csv.DictReader(text.splitlines()))]
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = []
+        try:
+            for row in reader:
+                rows.append((reader.line_num, row))  # the record's last line: the same as its first unless quoted
+        except csv.Error as e:
+            raise PairsError(f"{path}:{reader.line_num}: not valid CSV ({e}); quote fields that hold commas, "
+                             "quotes or line breaks") from None
+        return rows
     rows = []
     for i, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -63,7 +75,9 @@ def _pair(path: Path, line: int, row: object) -> Pair:
         value = row.get(key)
         if value is None:
             raise PairsError(f"{path}:{line}: missing field {key!r}; every pair needs {', '.join(REQUIRED)}")
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str):
+            raise PairsError(f"{path}:{line}: field {key!r} is {value!r}; write it as a string (in quotes)")
+        if not value.strip():
             raise PairsError(f"{path}:{line}: field {key!r} is empty; give it a non-empty string")
     return Pair(
         id=row["id"].strip(),
@@ -82,19 +96,21 @@ def load_pairs(source: str | Path = SHIPPED, split: str | None = None) -> list[P
     for line, row in _rows(path):
         pair = _pair(path, line, row)
         if pair.id in seen:
-            raise PairsError(f"{path}:{line}: duplicate id {pair.id!r} (first on line {seen[pair.id]}); ids must be unique")
+            raise PairsError(f"{path}:{line}: duplicate id {pair.id!r} (first on line {seen[pair.id]}); "
+                             "give every pair its own id")
         seen[pair.id] = line
         pairs.append(pair)
     if not pairs:
         raise PairsError(f"{path}: no pairs; add lines with {', '.join(REQUIRED)}")
-    counts: dict[str, int] = {}
+    lines_of: dict[str, list[int]] = {}
     for p in pairs:
-        counts[p.split] = counts.get(p.split, 0) + 1
-    small = {s: n for s, n in counts.items() if n < 2}
-    if small:
-        raise PairsError(f"{path}: split(s) {small} have fewer than 2 pairs; add pairs or merge the split")
+        lines_of.setdefault(p.split, []).append(seen[p.id])
+    for name, lines in lines_of.items():
+        if len(lines) < 2:
+            raise PairsError(f"{path}:{lines[0]}: split {name!r} has only this pair; every split needs at least 2 "
+                             "pairs: add pairs to it or move this one to another split")
     if split is None:
         return pairs
-    if split not in counts:
-        raise PairsError(f"{path}: no pairs in split {split!r}; the file has splits {sorted(counts)}")
+    if split not in lines_of:
+        raise PairsError(f"{path}: no pairs in split {split!r}; the file has splits {sorted(lines_of)}")
     return [p for p in pairs if p.split == split]

@@ -189,20 +189,33 @@ def _agreement(decisions: list[str], labels: list[str], clusters: list[str], n_b
             "tie_rate": _est(parts["tie_rate"]), "n": len(decisions)}
 
 
+def _comparison(p: Preference, expected: str) -> str:
+    """"induced>baseline": the reference winner, then the baseline."""
+    winner, loser = (p.story_a, p.story_b) if expected == "A" else (p.story_b, p.story_a)
+    return f"{_condition(winner)}>{_condition(loser)}"
+
+
+def _win_rates(scored: list[tuple[Preference, str]], n_boot: int) -> dict:
+    ok = [(p, e) for p, e in scored if _valid(p)]
+    entry: dict[str, Any] = {"n_judgements": len(scored), "n_invalid": len(scored) - len(ok)}
+    if ok:
+        agree = _agreement([p.decision for p, _ in ok], [e for _, e in ok], [_prompt(p.story_a) for p, _ in ok], n_boot)
+        entry.update(win_rate=agree["agreement"], win_rate_excl_ties=agree["agreement_excl_ties"],
+                     tie_rate=agree["tie_rate"], n_ties=agree["tie_rate"]["extra"]["judge_ties"])
+    return entry
+
+
 def pairwise_summary(preferences: list[Preference], n_boot: int = 2000) -> dict[str, dict]:
-    """Per judge: win rate of the more creative condition (the reference label), ties and invalid counts."""
+    """Per judge: win rate of the more creative condition (the reference label) over all baseline pairs and per
+    comparison (`comparisons["induced>baseline"]`), with ties and invalid counts."""
     out = {}
     for judge, ps in _by_judge(preferences).items():
-        scored = [(p, _expected(p)) for p in ps]
-        scored = [(p, e) for p, e in scored if e is not None]
-        ok = [(p, e) for p, e in scored if _valid(p)]
-        entry = {"n_judgements": len(scored), "n_invalid": len(scored) - len(ok)}
-        if ok:
-            agree = _agreement([p.decision for p, _ in ok], [e for _, e in ok], [_prompt(p.story_a) for p, _ in ok],
-                               n_boot)
-            entry.update(win_rate=agree["agreement"], win_rate_excl_ties=agree["agreement_excl_ties"],
-                         tie_rate=agree["tie_rate"], n_ties=agree["tie_rate"]["extra"]["judge_ties"])
-        out[judge] = entry
+        scored = [(p, e) for p in ps if (e := _expected(p)) is not None]
+        groups: dict[str, list] = defaultdict(list)
+        for p, e in scored:
+            groups[_comparison(p, e)].append((p, e))
+        out[judge] = {**_win_rates(scored, n_boot),
+                      "comparisons": {c: _win_rates(g, n_boot) for c, g in sorted(groups.items())}}
     return out
 
 
@@ -377,26 +390,37 @@ def _panel_probe(ax: plt.Axes, probe: dict[str, dict]) -> None:
 
 def _panel_agreement(ax: plt.Axes, pairwise: dict[str, dict], humans: dict[str, Any]) -> None:
     ax.set_title("Pairwise judges: agreement with labels")
-    bars = [(j, "human labels", e["agreement"]) for j, e in humans["judges"].items() if "agreement" in e]
-    bars += [(j, "more-creative condition", e["win_rate"]) for j, e in pairwise.items() if "win_rate" in e]
+    bars = [(j, "agrees with human labels", e["agreement"]) for j, e in humans["judges"].items() if "agreement" in e]
+    bars += [(j, "prefers " + c.replace(">", " over "), e["win_rate"]) for j, entry in pairwise.items()
+             for c, e in entry.get("comparisons", {}).items() if "win_rate" in e]
     if not bars:
         return _empty(ax, "no pairwise judgements")
     judges = sorted({b[0] for b in bars})
-    kinds = sorted({b[1] for b in bars})
+    kinds = list(dict.fromkeys(b[1] for b in sorted(bars, key=lambda b: (not b[1].startswith("agrees"), b[1]))))
     width = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):
         sel = {j: e for j, kd, e in bars if kd == kind}
         mid, err = _ci_err([sel.get(j, {}) for j in judges])
         x = np.arange(len(judges)) + (k - (len(kinds) - 1) / 2) * width
-        ax.bar(x, mid, width, yerr=err, capsize=4, label=f"vs {kind}")
-        for xi, j in zip(x, judges):
+        ax.bar(x, mid, width, yerr=err, capsize=4, label=kind)
+        for xi, j, m, up in zip(x, judges, mid, err[1]):
             if j in sel:
-                ax.text(xi, 0.02, f"n={sel[j]['n']}", ha="center", fontsize=7, color="white")
+                ax.text(xi, np.nan_to_num(m) + up + 0.01, f"{m:.2f}\nn={sel[j]['n']}", ha="center", va="bottom",
+                        fontsize=7)
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label="chance (no ties)")
     ax.set_xticks(range(len(judges)), judges)
-    ax.set_ylim(0, 1.08)
-    ax.set_ylabel("agreement, ties count as wrong (95% CI)")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("share of pairs, ties count as wrong (95% CI)")
+    ax.legend(fontsize=8, loc="upper right")
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def figure1(summary: dict[str, Any], path: str | Path) -> Path:
@@ -405,12 +429,7 @@ def figure1(summary: dict[str, Any], path: str | Path) -> Path:
     _panel_ratings(axes[0], summary["ratings"])
     _panel_probe(axes[1], summary["probe"])
     _panel_agreement(axes[2], summary["pairwise"], summary["humans"])
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
@@ -430,12 +449,7 @@ def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("AUROC, creative vs negated prompt")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 # ---------------------------------------------------------------- tables and documents
@@ -469,10 +483,12 @@ def tables(summary: dict[str, Any]) -> list[Table]:
     rows = [[c, str(e.get("n", 0)), _fmt(e, 4)] for c, e in summary["probe"].items()]
     out.append(("Probe score per condition, 95% CI resampling prompts", ["condition", "n prompts", "mean [95% CI]"],
                 rows))
-    rows = [[j, str(e["n_judgements"]), _fmt(e.get("win_rate")), _fmt(e.get("win_rate_excl_ties")),
-             str(e.get("n_ties", "–")), str(e["n_invalid"])] for j, e in summary["pairwise"].items()]
+    rows = [[j, c, str(e["n_judgements"]), _fmt(e.get("win_rate")), _fmt(e.get("win_rate_excl_ties")),
+             str(e.get("n_ties", "–")), str(e["n_invalid"])] for j, entry in summary["pairwise"].items()
+            for c, e in [("all", entry), *entry.get("comparisons", {}).items()]]
     out.append(("Pairwise: the more creative condition preferred (baseline vs induced/creative)",
-                ["judge", "n pairs", "win rate (ties lose)", "win rate excl. ties", "ties", "invalid"], rows))
+                ["judge", "comparison", "n pairs", "win rate (ties lose)", "win rate excl. ties", "ties", "invalid"],
+                rows))
     out += compare_tables(summary["humans"])
     for task, metrics in summary["lm_eval"].items():
         rows = [[m, _p(v.get("value")), _p(v.get("stderr")), _fmt(v.get("samples"), 3),
@@ -515,7 +531,8 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 _CAPTION = ("Left: mean 0-9 rating per condition and judge. Centre: probe score per story (violin, dots) with the "
-            "mean. Right: pairwise judges' agreement with human labels and with the more-creative condition. "
+            "mean. Right: pairwise judges' agreement with human labels and how often they prefer the more creative "
+            "condition (induced or creative prompt over baseline). "
             "Bars: 95% CIs resampling prompts.")
 
 
@@ -673,9 +690,10 @@ def print_summary(summary: dict[str, Any], file: TextIO = sys.stdout) -> None:
                 print(f"rating   {judge:<16} {cond:<10} {_fmt(e)}  (n={e.get('n', 0)} prompts)", file=file)
     for cond, e in summary["probe"].items():
         print(f"probe    {cond:<27} {_fmt(e, 4)}  (n={e.get('n', 0)} prompts)", file=file)
-    for judge, e in summary["pairwise"].items():
-        print(f"pairwise {judge:<16} win rate {_fmt(e.get('win_rate'))}  ties {e.get('n_ties', 0)}, "
-              f"invalid {e['n_invalid']}", file=file)
+    for judge, entry in summary["pairwise"].items():
+        for comparison, e in entry.get("comparisons", {}).items():
+            print(f"pairwise {judge:<16} {comparison:<18} win rate {_fmt(e.get('win_rate'))}  "
+                  f"ties {e.get('n_ties', 0)}, invalid {e['n_invalid']}  (n={e['n_judgements']} pairs)", file=file)
     for judge, e in summary["humans"]["judges"].items():
         if "agreement" in e:
             print(f"humans   {judge:<16} agreement {_fmt(e['agreement'])}  kappa {_fmt(e.get('kappa'))}", file=file)

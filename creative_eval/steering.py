@@ -20,6 +20,7 @@ from .direction import Direction
 
 POSITIONS = ("all", "prompt", "generated")
 NORMS = ("unit", "raw", "relative")
+DEFAULT_ALPHA = 0.2  # with norm "relative": |lambda * a| = 0.2 x the mean residual norm at the layer; chosen by `creative-eval steer-sweep` (README)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,18 @@ def test_numbers_match_stats(built):
     assert doc["passed"] is True
 
 
+def test_pairwise_win_rates_are_split_by_comparison():
+    _, _, prefs, _, _ = _run()
+    # the judge always prefers the baseline over the creative-prompt story
+    prefs += [Preference("self", f"p{i:02d}:cb", f"p{i:02d}:creative", f"p{i:02d}:baseline", 0.3, 0.7, "B", True)
+              for i in range(N_PROMPTS)]
+    pw = report.pairwise_summary(prefs, n_boot=N_BOOT)["self"]
+    assert pw["comparisons"]["induced>baseline"]["win_rate"]["estimate"] == pytest.approx(10 / 11)
+    assert pw["comparisons"]["creative>baseline"]["win_rate"]["estimate"] == 0.0
+    assert pw["win_rate"]["estimate"] == pytest.approx(10 / 23)
+    assert pw["n_judgements"] == 2 * N_PROMPTS
+
+
 def test_compare_judges_mcnemar_holm():
     _, ratings, prefs, _, humans = _run()
     res = report.compare_judges(prefs, ratings, humans, n_boot=N_BOOT)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from tqdm.auto import tqdm
+
 from ..records import Story
 from . import presets, store
 from .base import Judge, PairItem, Templates
@@ -53,7 +55,7 @@ def pairs_by_condition(stories: Sequence[Story], a: str = "induced", b: str = "b
     return [PairItem(s, by[(s.prompt_id, b)]) for s in stories if s.condition == a and (s.prompt_id, b) in by]
 
 
-def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 8) -> list[dict]:
+def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 8, progress: bool = False) -> list[dict]:
     """Judge `items` (stories for "rating", PairItems for "pairwise") chunk by chunk, appending each
     judgement to `store_path` as it is made and skipping keys already there; returns all stored records."""
     if mode not in ("rating", "pairwise"):
@@ -63,7 +65,7 @@ def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 
     todo = [(key(judge.id, judge.template_hash, it), it) for it in items]
     todo = [(k, it) for k, it in todo if k not in done]
     ask = judge.rate if mode == "rating" else judge.compare
-    for i in range(0, len(todo), chunk):
+    for i in tqdm(range(0, len(todo), chunk), disable=not progress, desc=f"{judge.id} {mode}", unit="chunk"):
         part = todo[i : i + chunk]
         for (k, _), rec in zip(part, ask([it for _, it in part])):
             store.append(store_path, k, rec)

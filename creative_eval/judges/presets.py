@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "judges"
+_PACKAGED = Path(__file__).resolve().parent / "presets"  # where a wheel puts the top-level judges/ folder
+PRESET_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "judges"
 BACKENDS = ("hf", "openai", "probe")
 FIELDS = {"backend", "model", "base_url", "api_key_env", "parse", "template_rate", "template_compare", "dtype",
           "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "timeout_s", "id"}

@@ -1,0 +1,129 @@
+"""The main job, end to end, and the steering calibration: the data path in one readable place.
+
+pairs -> direction -> {steered stories, probe scores} -> judgements (self-judge, probe) -> stats -> report.
+Every stage writes its records as it goes, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from . import direction as direction_mod
+from . import generate, humans, judges, models, pairs, report, stats, steering
+from .direction import Direction
+from .probe import Probe
+from .records import CONDITIONS, Pair, Preference, Rating, Story, append_jsonl, read_records
+
+COMPARISONS = (("induced", "baseline"), ("creative", "baseline"))
+
+
+def steer_sweep(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    selected: Sequence[Pair],
+    direction: Direction,
+    alphas: Sequence[float],
+    *,
+    norm: str = "relative",
+    sampling: generate.Sampling = generate.Sampling(),
+    progress: bool = False,
+) -> dict:
+    """Choose lambda: for each alpha, stories from the negated prompts with and without steering (same seeds),
+    re-scored by the unsteered probe (paired per prompt: induced - baseline, t interval) and their median
+    perplexity under the unsteered model (coherence). The baseline is generated once."""
+    probe = Probe(model, tokenizer, direction, batch_size=sampling.batch_size)
+    prompts = [p.uncreative for p in selected]
+
+    def measure(alpha: float) -> tuple[list[float], list[float], list[str]]:
+        steers = [steering.Steer.from_direction(direction, alpha, norm)] if alpha else []
+        texts = [g.text for g in generate.generate(model, tokenizer, prompts, steers=steers, sampling=sampling,
+                                                   template=direction.template, progress=progress)]
+        scores = [s.score for s in probe.score(prompts, texts)]
+        return scores, generate.perplexity(model, tokenizer, prompts, texts, template=direction.template), texts
+
+    base_scores, base_ppl, base_texts = measure(0.0)
+    rows = []
+    for alpha in alphas:
+        scores, ppl, texts = measure(alpha)
+        diff = stats.mean_ci([s - b for s, b in zip(scores, base_scores)], unit="prompt")
+        rows.append({"alpha": alpha, "probe_diff": diff.estimate, "ci_low": diff.ci_low, "ci_high": diff.ci_high,
+                     "n": diff.n, "median_ppl": float(torch.tensor(ppl).nanmedian()), "examples": texts[:2]})
+    return {"baseline_median_ppl": float(torch.tensor(base_ppl).nanmedian()), "baseline_examples": base_texts[:2],
+            "prompts": prompts[:2], "norm": norm, "layer": direction.layer, "rows": rows}
+
+
+def resumable_stories(path: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, selected: Sequence[Pair],
+                      direction: Direction, *, alpha: float, sampling: generate.Sampling, model_id: str,
+                      direction_file: str) -> list[Story]:
+    """Stories per condition, appended to `path` as each condition finishes; a condition already complete there
+    with the same settings is read back, not regenerated."""
+    done = read_records(path, Story) if path.is_file() else []
+    out: list[Story] = []
+    for condition in CONDITIONS:
+        kept = _matching(done, selected, condition, alpha, sampling)
+        if kept is None:
+            kept = generate.stories(model, tokenizer, selected, direction, alpha=alpha, conditions=[condition],
+                                    sampling=sampling, model_id=model_id, direction_file=direction_file,
+                                    progress=True)
+            for story in kept:
+                append_jsonl(path, story)
+        out += kept
+    return out
+
+
+def _matching(done: list[Story], selected: Sequence[Pair], condition: str, alpha: float,
+              sampling: generate.Sampling) -> list[Story] | None:
+    """The stored stories of `condition` made with these settings, in `selected` order; None if any is missing."""
+    want = {"max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed, "temperature": sampling.temperature,
+            "top_p": sampling.top_p, "alpha": alpha if condition == "induced" else 0.0}
+    by_id = {s.prompt_id: s for s in done
+             if s.condition == condition and all(s.settings.get(k) == v for k, v in want.items())}
+    if not {p.id for p in selected} <= set(by_id):
+        return None
+    return [by_id[p.id] for p in selected]
+
+
+def judge_all(judge, stories: Sequence[Story], pair_items: Sequence[judges.PairItem],
+              out: Path) -> tuple[list[Rating], list[Preference]]:
+    """One judge's ratings of every story and preferences on every pair, persisted and resumed by key."""
+    rated = judges.run(judge, "rating", stories, out / f"ratings-{judge.id}.jsonl", progress=True)
+    compared = judges.run(judge, "pairwise", pair_items, out / f"preferences-{judge.id}.jsonl", progress=True)
+    return _records(rated, Rating), _records(compared, Preference)
+
+
+def _records(rows: list[dict], cls: type) -> list:
+    names = set(cls.__dataclass_fields__)
+    return [cls(**{k: v for k, v in r.items() if k in names}) for r in rows]
+
+
+def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 128, alpha: float = steering.DEFAULT_ALPHA,
+         hanna_prompts: int = 24, seed: int = 0) -> Path:
+    """The main job on the embedded model; returns the report's path.
+
+    Stories for `n` test prompts in three conditions, judged by the model itself (0-9 rating, pairwise in both
+    orders) and by the probe; with HANNA present, both judges also compare human- and model-written stories
+    (first `hanna_prompts` prompts, first 120 words each) so the report shows agreement with a human label."""
+    out = Path(out)
+    model, tokenizer = models.load(models.EMBEDDED)
+    d, d_path = direction_mod.auto(model, tokenizer, models.EMBEDDED, progress=True)
+    selected = pairs.load_pairs(pairs.SHIPPED, "test")[:n]
+    sampling = generate.Sampling(max_new_tokens, seed=seed)
+    stories = resumable_stories(out / "stories.jsonl", model, tokenizer, selected, d, alpha=alpha,
+                                sampling=sampling, model_id=models.EMBEDDED, direction_file=str(d_path))
+    items = [item for a, b in COMPARISONS for item in judges.pairs_by_condition(stories, a, b)]
+    hanna_stories, labels = humans.hanna_sample(hanna_prompts) if humans.HANNA_DIR.is_dir() else ([], [])
+    by_id = {s.id: s for s in hanna_stories}
+    items += [judges.PairItem(by_id[h.story_a], by_id[h.story_b]) for h in labels]
+    ratings, preferences = judge_all(judges.load_judge("self", model, tokenizer), stories, items, out)
+    probe_judge = judges.load_judge("probe", model, tokenizer)
+    probe_ratings, probe_preferences = judge_all(probe_judge, stories, items, out)
+    probe_scores = {r.story_id: r.expected for r in probe_ratings if r.expected is not None}
+    meta = {"direction_file": str(d_path), **{f"direction_{k}": v for k, v in d.meta.items()}}
+    if labels:
+        meta["human_label"] = f"HANNA source: human-written vs {labels[0].story_b.rsplit(':', 1)[-1]} story"
+    return report.build(out.name, stories, ratings, preferences + probe_preferences, probe_scores, labels,
+                        meta, out_root=out.parent)

@@ -1,0 +1,55 @@
+"""The main job's stages on the tiny model: resumable stories and the lambda sweep."""
+
+from __future__ import annotations
+
+import math
+
+from creative_eval import direction, generate, pipeline
+from creative_eval.records import CONDITIONS, Pair, Story, read_records
+
+PAIRS = [
+    Pair("a", "The space tanker crashes and spills its cargo. Write a news story.",
+         "The space tanker delivers its cargo without incident. Write a news story.", "test"),
+    Pair("b", "A dragon council argues about the rain.", "A dragon council meets and approves the minutes.", "test"),
+    Pair("c", "Once upon a time a clock argued about the rain.", "Once upon a time a clock showed the time.", "test"),
+]
+SAMPLING = generate.Sampling(max_new_tokens=4, seed=3, batch_size=2)
+
+
+def _direction(tiny):
+    model, tokenizer = tiny
+    return direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny")
+
+
+def test_stories_resume_per_condition(tiny, tmp_path, monkeypatch):
+    model, tokenizer = tiny
+    d = _direction(tiny)
+    path = tmp_path / "stories.jsonl"
+    kwargs = dict(alpha=0.2, sampling=SAMPLING, model_id="tiny", direction_file="d.safetensors")
+    first = pipeline.resumable_stories(path, model, tokenizer, PAIRS, d, **kwargs)
+    assert [s.condition for s in first] == [c for c in CONDITIONS for _ in PAIRS]
+    assert read_records(path, Story) == first
+
+    calls = []
+    real = generate.stories
+    monkeypatch.setattr(generate, "stories", lambda *a, **k: calls.append(k["conditions"]) or real(*a, **k))
+    assert pipeline.resumable_stories(path, model, tokenizer, PAIRS, d, **kwargs) == first
+    assert calls == []  # everything was on disk
+    # another lambda only redoes the steered condition
+    again = pipeline.resumable_stories(path, model, tokenizer, PAIRS, d, **{**kwargs, "alpha": 0.4})
+    assert calls == [["induced"]]
+    assert [s for s in again if s.condition != "induced"] == [s for s in first if s.condition != "induced"]
+    # both lambdas are on disk now; each resume reads back only its own
+    assert pipeline.resumable_stories(path, model, tokenizer, PAIRS, d, **kwargs) == first
+    assert calls == [["induced"]]
+
+
+def test_steer_sweep_reports_gain_with_ci_and_perplexity(tiny):
+    model, tokenizer = tiny
+    result = pipeline.steer_sweep(model, tokenizer, PAIRS, _direction(tiny), [0.0, 2.0], sampling=SAMPLING)
+    zero, strong = result["rows"]
+    assert zero["probe_diff"] == 0.0  # alpha 0 regenerates the baseline exactly (same seeds)
+    assert strong["n"] == len(PAIRS) and strong["ci_low"] <= strong["probe_diff"] <= strong["ci_high"]
+    assert strong["probe_diff"] != 0.0
+    assert all(math.isfinite(r["median_ppl"]) and r["median_ppl"] > 1 for r in result["rows"])
+    assert result["layer"] == 2 and len(result["prompts"]) == 2
