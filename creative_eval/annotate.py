@@ -21,7 +21,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from . import stats
 from .humans import CHOICES, load_labels
 from .records import CONDITIONS, HumanLabel, Story, append_jsonl, read_records
 
@@ -260,20 +259,3 @@ def import_results(pack: str | Path, paths: Iterable[str | Path], out: str | Pat
     for label, _ in todo:
         append_jsonl(out, label)
     return [label for label, _ in todo]
-
-
-def agreement(labels: Sequence[HumanLabel]) -> stats.Estimate | None:
-    """Krippendorff's alpha (nominal, A/B/tie) among raters on shared items; None below two raters."""
-    labels = [h for h in labels if h.choice in CHOICES]
-    raters = sorted({h.rater for h in labels})
-    items = sorted({h.item_id for h in labels})
-    if len(raters) < 2:
-        return None
-    code = {c: float(i) for i, c in enumerate(CHOICES)}
-    data = [[float("nan")] * len(items) for _ in raters]
-    for h in labels:
-        data[raters.index(h.rater)][items.index(h.item_id)] = code[h.choice]
-    try:
-        return stats.krippendorff_alpha(data, level="nominal")
-    except ValueError:  # no item rated twice, or a single category throughout
-        return None

@@ -118,7 +118,7 @@ def score(args: argparse.Namespace) -> None:
 
 def annotate(args: argparse.Namespace) -> None:
     from . import annotate as annotate_mod
-    from .humans import load_labels
+    from .humans import inter_rater_agreement, load_labels
 
     if args.action == "export":
         key = annotate_mod.export(args.input, args.out, compare=args.compare, seed=args.seed)
@@ -129,7 +129,7 @@ def annotate(args: argparse.Namespace) -> None:
     labels = load_labels(args.out) if Path(args.out).exists() else []
     raters = sorted({h.rater for h in labels})
     print(f"imported {len(new)} new labels into {args.out}: {len(labels)} labels from {len(raters)} rater(s)")
-    alpha = annotate_mod.agreement(labels)
+    alpha = inter_rater_agreement(labels)
     if alpha is not None:
         print(f"inter-rater agreement: Krippendorff's alpha {alpha.estimate:.3f} "
               f"[{alpha.ci_low:.3f}, {alpha.ci_high:.3f}] (nominal A/B/tie, n={alpha.n} items)")

@@ -28,10 +28,13 @@ import dataclasses
 import os
 import random
 from pathlib import Path
+from typing import Sequence
 
 from scipy.stats import spearmanr
 
-from .records import HumanLabel, Story, iter_jsonl
+from . import stats
+
+from .records import HumanLabel, Preference, Story, iter_jsonl
 
 CHOICES = ("A", "B", "tie")
 # beside the checkout (../shared/data/hanna), or wherever $CREATIVE_EVAL_HANNA points
@@ -118,6 +121,29 @@ def load(spec: str | Path) -> list[HumanLabel]:
     if str(spec) == "hanna":
         return hanna_pairs() + hanna_ratings()
     return load_labels(spec)
+
+
+def inter_rater_agreement(labels: Sequence[HumanLabel]) -> stats.Estimate | None:
+    """Krippendorff's alpha (nominal, A/B/tie) among raters on shared items; None below two raters."""
+    labels = [h for h in labels if h.choice in CHOICES]
+    raters = sorted({h.rater for h in labels})
+    items = sorted({h.item_id for h in labels})
+    if len(raters) < 2:
+        return None
+    code = {c: float(i) for i, c in enumerate(CHOICES)}
+    data = [[float("nan")] * len(items) for _ in raters]
+    for h in labels:
+        data[raters.index(h.rater)][items.index(h.item_id)] = code[h.choice]
+    try:
+        return stats.krippendorff_alpha(data, level="nominal")
+    except ValueError:  # no item rated twice, or a single category throughout
+        return None
+
+
+def as_preferences(labels: Sequence[HumanLabel], judge: str = "humans") -> list[Preference]:
+    """Human pairwise choices as a judge's preferences, so humans get the same win-rate bars as judges."""
+    return [Preference(judge, h.item_id, h.story_a, h.story_b, None, None, h.choice, True, "ok")
+            for h in labels if h.choice is not None and h.story_b]
 
 
 # ---------------------------------------------------------------- HANNA

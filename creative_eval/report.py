@@ -40,6 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import stats  # noqa: E402
+from .humans import as_preferences, inter_rater_agreement, load_labels  # noqa: E402
 from .records import CONDITIONS, HumanLabel, Preference, Rating, Story, iter_jsonl, read_records  # noqa: E402
 
 CHANCE = 0.5
@@ -99,8 +100,6 @@ def load_runs(paths: Iterable[str | Path]) -> Run:
             if kind == "probe":
                 run.probe.update({o["story_id"]: float(o["probe"]) for _, o in iter_jsonl(f)})
             elif kind == "human":
-                from .humans import load_labels
-
                 run.humans += load_labels(f)
             else:
                 cls = {"rating": Rating, "preference": Preference, "story": Story}[kind]
@@ -333,8 +332,9 @@ def summarize(stories: list[Story], ratings: list[Rating], preferences: list[Pre
         "meta": run_meta(stories, meta),
         "ratings": rating_summary(ratings, n_boot),
         "probe": _mean_by_prompt(probe_scores, n_boot),
-        "pairwise": pairwise_summary(preferences, n_boot),
-        "humans": compare_judges(preferences, ratings, humans or [], n_boot),
+        "pairwise": pairwise_summary(preferences + as_preferences(humans or []), n_boot),
+        "humans": {**compare_judges(preferences, ratings, humans or [], n_boot),
+                   "inter_rater": _est(alpha) if (alpha := inter_rater_agreement(humans or [])) else None},
         "lm_eval": lm_eval_summary(lm_eval or {}),
     })
 
@@ -510,6 +510,10 @@ def compare_tables(result: dict[str, Any]) -> list[Table]:
     out: list[Table] = [("Judges vs human labels (95% CI; agreement resamples prompts)",
                          ["judge", "kind", "n", "agreement", "agreement excl. ties", "kappa", "ties", "invalid"],
                          rows)] if rows else []
+    if result.get("inter_rater"):
+        e = result["inter_rater"]
+        out.append(("Human raters: inter-rater agreement", ["statistic", "n items", "estimate [95% CI]"],
+                    [["Krippendorff's alpha (nominal A/B/tie)", str(e["n"]), _fmt(e, 3)]]))
     tests = [[t["judge_a"], t["judge_b"], str(t["n"]), f"{t['b']}/{t['c']}", _p(t["p_value"]), _p(t["p_holm"])]
              for t in result["mcnemar"]]
     if tests:

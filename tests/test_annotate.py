@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from creative_eval import annotate, cli
+from creative_eval import annotate, cli, humans
 from creative_eval.humans import load_labels
 from creative_eval.records import HumanLabel, Story, write_jsonl
 
@@ -174,10 +174,10 @@ def test_agreement_needs_two_raters(tmp_path):
 
     choices = ["A", "B", "tie", "A", "B", "A"]
     same = [label(r, i, c) for r in ("r1", "r2") for i, c in enumerate(choices)]
-    assert annotate.agreement(same[:6]) is None
-    assert annotate.agreement(same).estimate == pytest.approx(1.0)
+    assert humans.inter_rater_agreement(same[:6]) is None
+    assert humans.inter_rater_agreement(same).estimate == pytest.approx(1.0)
     other = same[:6] + [replace(h, choice={"A": "B", "B": "A", "tie": "A"}[h.choice]) for h in same[6:]]
-    assert annotate.agreement(other).estimate < 0
+    assert humans.inter_rater_agreement(other).estimate < 0
 
 
 def test_cli_export_and_import(tmp_path, capsys):

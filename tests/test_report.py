@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from creative_eval import humans as humans_mod
 from creative_eval import report, stats
 from creative_eval.cli import main
 from creative_eval.records import CONDITIONS, HumanLabel, Preference, Rating, Story, write_jsonl
@@ -102,6 +103,20 @@ def test_pairwise_win_rates_are_split_by_comparison():
     assert pw["comparisons"]["creative>baseline"]["win_rate"]["estimate"] == 0.0
     assert pw["win_rate"]["estimate"] == pytest.approx(10 / 23)
     assert pw["n_judgements"] == 2 * N_PROMPTS
+
+
+def test_human_raters_get_a_bar_and_inter_rater_agreement():
+    stories, ratings, prefs, probe, humans = _run()
+    # a second rater who prefers the baseline on the first four prompts
+    humans += [HumanLabel(h.item_id, h.story_a, h.story_b, choice="A" if i < 4 else "B", rater="r2")
+               for i, h in enumerate(humans)]
+    s = report.summarize(stories, ratings, prefs, probe, humans, n_boot=N_BOOT)
+    assert s["pairwise"]["humans"]["comparisons"]["induced>baseline"]["win_rate"]["estimate"] == pytest.approx(20 / 24)
+    ref = humans_mod.inter_rater_agreement(humans)
+    assert s["humans"]["inter_rater"]["estimate"] == pytest.approx(ref.estimate) and ref.estimate < 1
+    assert "humans" not in s["humans"]["judges"]  # humans are the reference there, not a judge
+    titles = [t for t, _, _ in report.tables(s)]
+    assert "Human raters: inter-rater agreement" in titles
 
 
 def test_compare_judges_mcnemar_holm():
