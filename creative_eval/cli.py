@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("annotate", help="blinded pairwise human annotation: export a page, import its results")
     actions = p.add_subparsers(dest="action", required=True)
     q = actions.add_parser("export", help="write a self-contained annotation page (index.html) and its key")
-    q.add_argument("--input", type=_existing_file, required=True, help="stories JSONL (from `generate`)")
+    q.add_argument("--input", required=True, help="stories JSONL (from `generate`)")
     q.add_argument("--out", required=True, help="pack folder; give raters index.html only, keep key.json")
     q.add_argument("--compare", action="append", type=_condition_pair, default=None, metavar="COND:COND",
                    help="condition pair to compare, e.g. baseline:induced (repeatable; default: all pairs)")

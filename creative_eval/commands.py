@@ -25,11 +25,12 @@ def _direction(args: argparse.Namespace, model, tokenizer) -> tuple[direction_mo
 
 
 def direction(args: argparse.Namespace) -> None:
+    selected = pairs.load_pairs(args.pairs, args.split)  # a bad file fails before the model loads
     model, tokenizer = _load(args)
     layer = args.layer if args.layer is not None else direction_mod.default_layer(model)
     models.check_layer(model, layer)
     d = direction_mod.extract(
-        model, tokenizer, pairs.load_pairs(args.pairs, args.split), layer, model_id=args.model,
+        model, tokenizer, selected, layer, model_id=args.model,
         pairs_hash=pairs.file_hash(args.pairs), pooling=args.pooling, template=not args.no_template, progress=True,
     )
     direction_mod.save(d, args.out)

@@ -55,7 +55,8 @@ def _rows(path: Path) -> list[tuple[int, dict]]:
             for row in reader:
                 rows.append((reader.line_num, row))  # the record's last line: the same as its first unless quoted
         except csv.Error as e:
-            raise PairsError(f"{path}:{reader.line_num}: not valid CSV ({e}); quote fields that hold commas, "
+            line = reader.reader.line_num  # the DictReader's own count stops at the last good row
+            raise PairsError(f"{path}:{line}: not valid CSV ({e}); quote fields that hold commas, "
                              "quotes or line breaks") from None
         return rows
     rows = []

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from creative_eval import judges
-from creative_eval.judges import base, presets
+from creative_eval.judges import base, presets, store
 from creative_eval.judges.hf import HFJudge
 from creative_eval.records import Story
 
@@ -72,3 +79,63 @@ def test_embedded_rating_pairwise_and_resume(embedded, tmp_path):
     assert len(again) == 6 and calls == [2]
     prefs = judge.compare(judges.pairs_by_condition(items))
     assert len(prefs) == 3 and all(p.decision in ("A", "B", "tie") for p in prefs)
+
+
+# The writer: the tiny judge over stories(6), one record per chunk, slowed so the parent can kill it midway.
+WRITER = """
+import sys, time, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from conftest import tiny_llama, tiny_tokenizer
+from test_judges import stories
+from creative_eval import judges
+from creative_eval.judges.hf import HFJudge
+tok = tiny_tokenizer()
+judge = HFJudge("tiny", tiny_llama(vocab=len(tok)), tok)
+rate = judge.rate
+judge.rate = lambda xs: time.sleep(0.3) or rate(xs)
+judges.run(judge, "rating", stories(6), {out!r}, chunk=1)
+"""
+
+
+def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tiny, tmp_path):
+    out = tmp_path / "ratings.jsonl"
+    code = WRITER.format(tests=str(Path(__file__).parent), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out.is_file() and out.read_bytes().count(b"\n") >= 3):
+        assert proc.poll() is None, f"writer exited early: {proc.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline, "writer wrote nothing within 120 s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = out.read_bytes()
+    n_done = killed.count(b"\n")
+    assert 3 <= n_done < 12 and killed.endswith(b"\n")
+    with out.open("ab") as f:  # what a kill in the middle of a write leaves behind
+        f.write(b'{"key": "tiny|torn')
+
+    model, tok = tiny
+    judge = HFJudge("tiny", model, tok)
+    asked = []
+    rate = judge.rate
+    judge.rate = lambda xs: asked.extend(s.id for s in xs) or rate(xs)
+    recs = judges.run(judge, "rating", stories(6), out)
+
+    final = out.read_bytes()
+    assert final.startswith(killed), "records written before the kill changed"
+    keys = [r["key"] for r in recs]
+    expected = {store.rating_key("tiny", judge.template_hash, s) for s in stories(6)}
+    assert len(keys) == 12 and set(keys) == expected  # each judgement exactly once
+    assert len(asked) == 12 - n_done  # nothing finished before the kill was judged again
+    assert b"torn" not in final
+
+
+def test_torn_tail_is_cut_and_whole_last_record_kept(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"key": "a"}\n{"key": "b"')
+    store.drop_torn_tail(path)
+    assert path.read_bytes() == b'{"key": "a"}\n'
+    path.write_bytes(b'{"key": "a"}\n{"key": "b"}')
+    store.drop_torn_tail(path)
+    assert path.read_bytes() == b'{"key": "a"}\n{"key": "b"}\n'

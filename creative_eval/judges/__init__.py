@@ -5,6 +5,8 @@ servers and the probe, every judgement persisted as it is made.
     ratings = judge.rate(stories)                     # list[Rating]
     prefs = judge.compare([PairItem(a, b), ...])      # list[Preference], asked in both orders
     judges.run(judge, "rating", stories, "out.jsonl") # persisted + resumable; returns the store's records
+
+`python -m creative_eval.judges.local_server --port 8000` serves the embedded model as an OpenAI-compatible API.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 
     if mode not in ("rating", "pairwise"):
         raise ValueError(f"mode={mode!r} is not 'rating' or 'pairwise'")
     key = store.rating_key if mode == "rating" else store.pair_key
+    store.drop_torn_tail(store_path)
     done = store.done_keys(store_path)
     todo = [(key(judge.id, judge.template_hash, it), it) for it in items]
     todo = [(k, it) for k, it in todo if k not in done]
