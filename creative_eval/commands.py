@@ -207,6 +207,13 @@ def judge(args: argparse.Namespace) -> None:
 
     stories = read_records(args.input, Story)
     items = stories if args.mode == "rating" else judges.pairs_by_condition(stories, *args.pair.split(",", 1))
-    out = judges.run(judges.load_judge(args.judge), args.mode, items, args.out)
+    out = judges.run(judges.load_judge(args.judge), args.mode, items, args.out, progress=True)
     invalid = sum(not r["status"].startswith("ok") for r in out)
     print(f"{len(out)} judgements in {args.out} ({invalid} invalid)")
+    if args.mode == "pairwise":
+        from .records import Preference
+        from .report import fmt_estimate, pair_biases
+
+        words = {s.id: len(s.text.split()) for s in stories}
+        for name, e in pair_biases(read_records(args.out, Preference), words).items():
+            print(f"{name.replace('_', ' ')}: {fmt_estimate(e)} (n={e['n']} pairs)")

@@ -204,16 +204,29 @@ def _win_rates(scored: list[tuple[Preference, str]], n_boot: int) -> dict:
     return entry
 
 
-def pairwise_summary(preferences: list[Preference], n_boot: int = 2000) -> dict[str, dict]:
+def pair_biases(preferences: Iterable[Preference], words: dict[str, int]) -> dict[str, dict]:
+    """Two biases of a pairwise judge over its valid judgements: position consistency (both orders agree) and
+    how often the longer story wins among decisive judgements of stories of different length (`words`: story
+    id -> word count; pairs with unknown lengths are left out). Wilson intervals over pairs."""
+    ok = [p for p in preferences if _valid(p)]
+    sized = [(p, words[p.story_a], words[p.story_b]) for p in ok if p.decision in ("A", "B")
+             and p.story_a in words and p.story_b in words and words[p.story_a] != words[p.story_b]]
+    longer = sum((p.decision == "A") == (a > b) for p, a, b in sized)
+    return {"position_consistency": _est(stats.proportion_ci(sum(bool(p.consistent) for p in ok), len(ok), unit="pair")),
+            "longer_wins": _est(stats.proportion_ci(longer, len(sized), unit="pair"))}
+
+
+def pairwise_summary(preferences: list[Preference], n_boot: int = 2000,
+                     words: dict[str, int] | None = None) -> dict[str, dict]:
     """Per judge: win rate of the more creative condition (the reference label) over all baseline pairs and per
-    comparison (`comparisons["induced>baseline"]`), with ties and invalid counts."""
+    comparison (`comparisons["induced>baseline"]`), ties and invalid counts, and the judge's biases."""
     out = {}
     for judge, ps in _by_judge(preferences).items():
         scored = [(p, e) for p in ps if (e := _expected(p)) is not None]
         groups: dict[str, list] = defaultdict(list)
         for p, e in scored:
             groups[_comparison(p, e)].append((p, e))
-        out[judge] = {**_win_rates(scored, n_boot),
+        out[judge] = {**_win_rates(scored, n_boot), **pair_biases(ps, words or {}),
                       "comparisons": {c: _win_rates(g, n_boot) for c, g in sorted(groups.items())}}
     return out
 
@@ -332,7 +345,8 @@ def summarize(stories: list[Story], ratings: list[Rating], preferences: list[Pre
         "meta": run_meta(stories, meta),
         "ratings": rating_summary(ratings, n_boot),
         "probe": _mean_by_prompt(probe_scores, n_boot),
-        "pairwise": pairwise_summary(preferences + as_preferences(humans or []), n_boot),
+        "pairwise": pairwise_summary(preferences + as_preferences(humans or []), n_boot,
+                                     {s.id: len(s.text.split()) for s in stories}),
         "humans": {**compare_judges(preferences, ratings, humans or [], n_boot),
                    "inter_rater": _est(alpha) if (alpha := inter_rater_agreement(humans or [])) else None},
         "lm_eval": lm_eval_summary(lm_eval or {}),
@@ -455,7 +469,8 @@ def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
 # ---------------------------------------------------------------- tables and documents
 
 
-def _fmt(e: dict | None, digits: int = 2) -> str:
+def fmt_estimate(e: dict | None, digits: int = 2) -> str:
+    """`0.50 [0.29, 0.71]`, or `–` for a missing or undefined estimate."""
     if not e or e.get("estimate") is None:
         return "–"
     if e.get("ci_low") is None:
@@ -476,22 +491,27 @@ def tables(summary: dict[str, Any]) -> list[Table]:
     meta = summary["meta"]
     out.append(("Run", ["setting", "value"], [[k, json.dumps(v) if not isinstance(v, str) else v]
                                              for k, v in meta.items()]))
-    rows = [[judge, cond, str(e.get("n", 0)), _fmt(e), str(entry["n_invalid"])]
+    rows = [[judge, cond, str(e.get("n", 0)), fmt_estimate(e), str(entry["n_invalid"])]
             for judge, entry in summary["ratings"].items() for cond, e in entry.items() if isinstance(e, dict)]
     out.append(("Ratings (0-9), mean per condition, 95% CI resampling prompts",
                 ["judge", "condition", "n prompts", "mean [95% CI]", "invalid (judge)"], rows))
-    rows = [[c, str(e.get("n", 0)), _fmt(e, 4)] for c, e in summary["probe"].items()]
+    rows = [[c, str(e.get("n", 0)), fmt_estimate(e, 4)] for c, e in summary["probe"].items()]
     out.append(("Probe score per condition, 95% CI resampling prompts", ["condition", "n prompts", "mean [95% CI]"],
                 rows))
-    rows = [[j, c, str(e["n_judgements"]), _fmt(e.get("win_rate")), _fmt(e.get("win_rate_excl_ties")),
+    rows = [[j, c, str(e["n_judgements"]), fmt_estimate(e.get("win_rate")), fmt_estimate(e.get("win_rate_excl_ties")),
              str(e.get("n_ties", "–")), str(e["n_invalid"])] for j, entry in summary["pairwise"].items()
             for c, e in [("all", entry), *entry.get("comparisons", {}).items()]]
     out.append(("Pairwise: the more creative condition preferred (baseline vs induced/creative)",
                 ["judge", "comparison", "n pairs", "win rate (ties lose)", "win rate excl. ties", "ties", "invalid"],
                 rows))
+    rows = [[j, fmt_estimate(e.get("position_consistency")), str(e.get("position_consistency", {}).get("n", 0)),
+             fmt_estimate(e.get("longer_wins")), str(e.get("longer_wins", {}).get("n", 0))]
+            for j, e in summary["pairwise"].items()]
+    out.append(("Pairwise judges' biases (Wilson 95% CI over pairs)",
+                ["judge", "position consistency", "n", "longer story wins", "n decisive, lengths differ"], rows))
     out += compare_tables(summary["humans"])
     for task, metrics in summary["lm_eval"].items():
-        rows = [[m, _p(v.get("value")), _p(v.get("stderr")), _fmt(v.get("samples"), 3),
+        rows = [[m, _p(v.get("value")), _p(v.get("stderr")), fmt_estimate(v.get("samples"), 3),
                  str(v.get("samples", {}).get("n", "–"))] for m, v in metrics.items()]
         out.append((f"lm-eval task {task}", ["metric", "value", "stderr", "per-sample mean [95% CI]", "n"], rows))
     return out
@@ -502,18 +522,18 @@ def compare_tables(result: dict[str, Any]) -> list[Table]:
     rows = []
     for judge, e in result["judges"].items():
         if "n_labels" in e:
-            rows.append([judge, "pairwise", str(e["n_labels"]), _fmt(e.get("agreement")),
-                         _fmt(e.get("agreement_excl_ties")), _fmt(e.get("kappa")), str(e.get("n_ties", "–")),
+            rows.append([judge, "pairwise", str(e["n_labels"]), fmt_estimate(e.get("agreement")),
+                         fmt_estimate(e.get("agreement_excl_ties")), fmt_estimate(e.get("kappa")), str(e.get("n_ties", "–")),
                          str(e["n_invalid"])])
         for aspect, est in e.get("spearman", {}).items():
-            rows.append([judge, f"rating: Spearman with human {aspect}", str(est["n"]), _fmt(est), "–", "–", "–", "–"])
+            rows.append([judge, f"rating: Spearman with human {aspect}", str(est["n"]), fmt_estimate(est), "–", "–", "–", "–"])
     out: list[Table] = [("Judges vs human labels (95% CI; agreement resamples prompts)",
                          ["judge", "kind", "n", "agreement", "agreement excl. ties", "kappa", "ties", "invalid"],
                          rows)] if rows else []
     if result.get("inter_rater"):
         e = result["inter_rater"]
         out.append(("Human raters: inter-rater agreement", ["statistic", "n items", "estimate [95% CI]"],
-                    [["Krippendorff's alpha (nominal A/B/tie)", str(e["n"]), _fmt(e, 3)]]))
+                    [["Krippendorff's alpha (nominal A/B/tie)", str(e["n"]), fmt_estimate(e, 3)]]))
     tests = [[t["judge_a"], t["judge_b"], str(t["n"]), f"{t['b']}/{t['c']}", _p(t["p_value"]), _p(t["p_holm"])]
              for t in result["mcnemar"]]
     if tests:
@@ -636,11 +656,11 @@ def ci_markdown(name: str, summary: dict[str, Any], checks: list[Check], report_
     """A short summary for a CI step summary or a pull-request comment: key numbers and the checks."""
     status = "all checks passed" if all(c.passed for c in checks) else "CHECKS FAILED"
     lines = [f"### creative-eval: {name} — {status if checks else 'no checks'}", ""]
-    key = [[j, c, _fmt(e)] for j, entry in summary["ratings"].items() for c, e in entry.items() if isinstance(e, dict)]
-    key += [[j, "pairwise win rate", _fmt(e.get("win_rate"))] for j, e in summary["pairwise"].items()]
-    key += [[j, "agreement with humans", _fmt(e.get("agreement"))] for j, e in summary["humans"]["judges"].items()
+    key = [[j, c, fmt_estimate(e)] for j, entry in summary["ratings"].items() for c, e in entry.items() if isinstance(e, dict)]
+    key += [[j, "pairwise win rate", fmt_estimate(e.get("win_rate"))] for j, e in summary["pairwise"].items()]
+    key += [[j, "agreement with humans", fmt_estimate(e.get("agreement"))] for j, e in summary["humans"]["judges"].items()
             if "agreement" in e]
-    key += [["probe", c, _fmt(e, 4)] for c, e in summary["probe"].items()]
+    key += [["probe", c, fmt_estimate(e, 4)] for c, e in summary["probe"].items()]
     if key:
         lines += [markdown_table(["judge", "measure", "estimate [95% CI]"], key), ""]
     if checks:
@@ -691,13 +711,13 @@ def print_summary(summary: dict[str, Any], file: TextIO = sys.stdout) -> None:
     for judge, entry in summary["ratings"].items():
         for cond, e in entry.items():
             if isinstance(e, dict):
-                print(f"rating   {judge:<16} {cond:<10} {_fmt(e)}  (n={e.get('n', 0)} prompts)", file=file)
+                print(f"rating   {judge:<16} {cond:<10} {fmt_estimate(e)}  (n={e.get('n', 0)} prompts)", file=file)
     for cond, e in summary["probe"].items():
-        print(f"probe    {cond:<27} {_fmt(e, 4)}  (n={e.get('n', 0)} prompts)", file=file)
+        print(f"probe    {cond:<27} {fmt_estimate(e, 4)}  (n={e.get('n', 0)} prompts)", file=file)
     for judge, entry in summary["pairwise"].items():
         for comparison, e in entry.get("comparisons", {}).items():
-            print(f"pairwise {judge:<16} {comparison:<18} win rate {_fmt(e.get('win_rate'))}  "
+            print(f"pairwise {judge:<16} {comparison:<18} win rate {fmt_estimate(e.get('win_rate'))}  "
                   f"ties {e.get('n_ties', 0)}, invalid {e['n_invalid']}  (n={e['n_judgements']} pairs)", file=file)
     for judge, e in summary["humans"]["judges"].items():
         if "agreement" in e:
-            print(f"humans   {judge:<16} agreement {_fmt(e['agreement'])}  kappa {_fmt(e.get('kappa'))}", file=file)
+            print(f"humans   {judge:<16} agreement {fmt_estimate(e['agreement'])}  kappa {fmt_estimate(e.get('kappa'))}", file=file)

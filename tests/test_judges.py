@@ -139,3 +139,17 @@ def test_torn_tail_is_cut_and_whole_last_record_kept(tmp_path):
     path.write_bytes(b'{"key": "a"}\n{"key": "b"}')
     store.drop_torn_tail(path)
     assert path.read_bytes() == b'{"key": "a"}\n{"key": "b"}\n'
+
+
+def test_cli_pairwise_prints_biases_and_resumes(embedded, tmp_path, capsys):
+    from creative_eval.cli import main
+    from creative_eval.records import write_jsonl
+
+    write_jsonl(tmp_path / "s.jsonl", stories(3))
+    args = ["judge", "--judge", "probe", "--mode", "pairwise", "--input", str(tmp_path / "s.jsonl"),
+            "--out", str(tmp_path / "p.jsonl")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "3 judgements" in printed and "position consistency: 1.00" in printed and "longer wins: –" in printed
+    assert main(args) == 0  # resumed: nothing new
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3

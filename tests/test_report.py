@@ -119,6 +119,18 @@ def test_human_raters_get_a_bar_and_inter_rater_agreement():
     assert "Human raters: inter-rater agreement" in titles
 
 
+def test_pair_biases_count_consistency_and_longer_wins():
+    words = {"p:a": 10, "p:b": 20, "q:a": 5, "q:b": 5, "r:a": 30, "r:b": 3}
+    prefs = [Preference("j", "1", "p:a", "p:b", 0.2, 0.8, "B", True),    # longer wins
+             Preference("j", "2", "r:a", "r:b", 0.3, 0.7, "B", True),    # shorter wins
+             Preference("j", "3", "q:a", "q:b", 0.9, 0.1, "A", True),    # same length: left out
+             Preference("j", "4", "p:a", "p:b", 0.9, 0.9, "tie", False),  # tie: not decisive, inconsistent
+             Preference("j", "5", "x:a", "x:b", None, None, None, None, "invalid: parse")]
+    got = report.pair_biases(prefs, words)
+    assert got["position_consistency"]["estimate"] == pytest.approx(3 / 4) and got["position_consistency"]["n"] == 4
+    assert got["longer_wins"]["estimate"] == pytest.approx(1 / 2) and got["longer_wins"]["n"] == 2
+
+
 def test_compare_judges_mcnemar_holm():
     _, ratings, prefs, _, humans = _run()
     res = report.compare_judges(prefs, ratings, humans, n_boot=N_BOOT)
