@@ -42,6 +42,7 @@ HANNA_DIR = Path(os.environ.get("CREATIVE_EVAL_HANNA", Path(__file__).resolve().
 HANNA_ASPECTS = {"Relevance": "RE", "Coherence": "CH", "Empathy": "EM", "Surprise": "SU",
                  "Engagement": "EG", "Complexity": "CX"}
 HUMAN_SOURCE = "human"
+SOURCE_RATER = "hanna-source"  # the rater of reference labels (which story is human-written), not a judgement
 _FIELDS = [f.name for f in dataclasses.fields(HumanLabel)]
 
 
@@ -141,9 +142,10 @@ def inter_rater_agreement(labels: Sequence[HumanLabel]) -> stats.Estimate | None
 
 
 def as_preferences(labels: Sequence[HumanLabel], judge: str = "humans") -> list[Preference]:
-    """Human pairwise choices as a judge's preferences, so humans get the same win-rate bars as judges."""
+    """Human pairwise choices as a judge's preferences, so humans get the same win-rate bars as judges
+    (reference labels such as HANNA's human-written story are labels, not choices, and are left out)."""
     return [Preference(judge, h.item_id, h.story_a, h.story_b, None, None, h.choice, True, "ok")
-            for h in labels if h.choice is not None and h.story_b]
+            for h in labels if h.choice is not None and h.story_b and h.rater != SOURCE_RATER]
 
 
 # ---------------------------------------------------------------- HANNA
@@ -192,7 +194,7 @@ def hanna_pairs(root: str | Path = HANNA_DIR, seed: int = 0) -> list[HumanLabel]
         for model in models:
             other = f"hanna-{i:02d}:{model}"
             a, b, choice = (human_id, other, "A") if rng.random() < 0.5 else (other, human_id, "B")
-            labels.append(HumanLabel(f"hanna-{i:02d}:human-vs-{model}", a, b, choice=choice, rater="hanna-source",
+            labels.append(HumanLabel(f"hanna-{i:02d}:human-vs-{model}", a, b, choice=choice, rater=SOURCE_RATER,
                                      comment="reference label: the human-written story"))
     return labels
 

@@ -16,7 +16,7 @@ from . import direction as direction_mod
 from . import generate, humans, judges, models, pairs, report, stats, steering
 from .direction import Direction
 from .probe import Probe
-from .records import CONDITIONS, Pair, Preference, Rating, Story, append_jsonl, read_records
+from .records import CONDITIONS, Pair, Preference, Rating, Story, append_jsonl, from_dict, read_records
 
 COMPARISONS = (("induced", "baseline"), ("creative", "baseline"))
 
@@ -92,12 +92,7 @@ def judge_all(judge, stories: Sequence[Story], pair_items: Sequence[judges.PairI
     """One judge's ratings of every story and preferences on every pair, persisted and resumed by key."""
     rated = judges.run(judge, "rating", stories, out / f"ratings-{judge.id}.jsonl", progress=True)
     compared = judges.run(judge, "pairwise", pair_items, out / f"preferences-{judge.id}.jsonl", progress=True)
-    return _records(rated, Rating), _records(compared, Preference)
-
-
-def _records(rows: list[dict], cls: type) -> list:
-    names = set(cls.__dataclass_fields__)
-    return [cls(**{k: v for k, v in r.items() if k in names}) for r in rows]
+    return [from_dict(Rating, r) for r in rated], [from_dict(Preference, r) for r in compared]
 
 
 def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 128, alpha: float = steering.DEFAULT_ALPHA,

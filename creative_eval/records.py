@@ -108,10 +108,34 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:
     return path
 
 
+def mend_tail(path: str | Path) -> None:
+    """Make the file end on a whole line: cut a torn last line (a writer killed mid-record), or add the newline
+    a whole last record lacks, so the next append cannot glue a record onto a fragment. Costs one byte read
+    when the file is already whole."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with path.open("rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0 or (f.seek(size - 1), f.read(1))[1] == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        start = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[start:])
+            f.write(b"\n")
+        except ValueError:
+            f.truncate(start)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def append_jsonl(path: str | Path, record: Any) -> None:
     """Append one record durably (flush + fsync), so a crash right after loses nothing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mend_tail(path)
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(record if isinstance(record, dict) else to_dict(record), ensure_ascii=False) + "\n")
         f.flush()
@@ -133,13 +157,18 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}); fix or delete that line") from None
 
 
+def from_dict(cls: type[R], obj: dict[str, Any]) -> R:
+    """A record from a dict that may carry extra fields (e.g. a store's key)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in obj.items() if k in names})
+
+
 def read_records(path: str | Path, cls: type[R]) -> list[R]:
     """Read a JSONL file of one record type, naming the file and line of any record that does not fit."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     out = []
     for i, obj in iter_jsonl(path):
         try:
-            out.append(cls(**{k: v for k, v in obj.items() if k in names}))
+            out.append(from_dict(cls, obj))
         except TypeError as e:
             raise ValueError(f"{path}:{i}: not a {cls.__name__} record ({e})") from None
     return out

@@ -117,3 +117,9 @@ def test_hanna_order_is_checked(tmp_path):
         humans.hanna_ratings(tmp_path / "good", aspects=("Wit",))
     with pytest.raises(FileNotFoundError, match="hanna_llm_stories.csv"):
         humans.hanna_pairs(tmp_path)
+
+
+def test_reference_labels_are_not_human_choices():
+    chosen = HumanLabel("i1", "p:baseline", "p:induced", choice="B", rater="r1")
+    source = HumanLabel("i2", "h:human", "h:model", choice="A", rater=humans.SOURCE_RATER)
+    assert [p.pair_id for p in humans.as_preferences([chosen, source])] == ["i1"]

@@ -14,7 +14,7 @@ import pytest
 from creative_eval import judges
 from creative_eval.judges import base, presets, store
 from creative_eval.judges.hf import HFJudge
-from creative_eval.records import Story
+from creative_eval.records import Story, mend_tail
 
 
 def stories(n: int = 4) -> list[Story]:
@@ -134,10 +134,10 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tiny, tmp_path):
 def test_torn_tail_is_cut_and_whole_last_record_kept(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_bytes(b'{"key": "a"}\n{"key": "b"')
-    store.drop_torn_tail(path)
+    mend_tail(path)
     assert path.read_bytes() == b'{"key": "a"}\n'
     path.write_bytes(b'{"key": "a"}\n{"key": "b"}')
-    store.drop_torn_tail(path)
+    mend_tail(path)
     assert path.read_bytes() == b'{"key": "a"}\n{"key": "b"}\n'
 
 

@@ -63,7 +63,6 @@ def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 
     if mode not in ("rating", "pairwise"):
         raise ValueError(f"mode={mode!r} is not 'rating' or 'pairwise'")
     key = store.rating_key if mode == "rating" else store.pair_key
-    store.drop_torn_tail(store_path)
     done = store.done_keys(store_path)
     todo = [(key(judge.id, judge.template_hash, it), it) for it in items]
     todo = [(k, it) for k, it in todo if k not in done]
