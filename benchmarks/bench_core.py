@@ -65,7 +65,7 @@ def _naive_scores(model, tokenizer, d: direction.Direction, prompts: Sequence[st
         hidden = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True,
                        use_cache=False).hidden_states[d.layer]
         cos = probe.cosines(hidden, d.vector)
-        mask = activations.token_mask(batch, "input+response")
+        mask = probe.counted(batch.prompt_mask, batch.response_mask, "input+response")
         for row, i in enumerate(idx):
             out[i] = float(cos[row][mask[row]].mean())
     return out

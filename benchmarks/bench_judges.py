@@ -26,7 +26,7 @@ SUBJECTS = ["a lighthouse keeper", "a retired dragon", "a lost umbrella", "the l
             "a city of bees", "a quiet kitchen", "a council of crows"]
 STYLES = ["It was an ordinary day and nothing much happened until the evening, when {s} went home to sleep.",
           "Nobody believed {s} could sing to the tide, yet every night the sea rose an inch to listen, then forgot."]
-STORIES = [Story(f"b{i}", str(j), f"Write a short story about {s}.", style.format(s=s))
+STORIES = [Story(prompt_id=f"b{i}", condition=str(j), prompt=f"Write a short story about {s}.", text=style.format(s=s))
            for i, s in enumerate(SUBJECTS) for j, style in enumerate(STYLES)]  # 16 stories
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from lm_eval.api.instance import Instance
 from lm_eval.models.hf_steered import SteeredModel
 
-from creative_eval import direction, lm_eval_glue, models
+from creative_eval import direction, export, models
+from creative_eval.harness import model as steered_model
 
 PROMPTS = ["Write a story about a lighthouse.", "Describe a quiet kitchen.", "A letter from a dragon.",
            "The minutes of a council meeting."]
@@ -29,8 +30,8 @@ def run() -> dict[str, float]:
     model, tokenizer = models.load(models.EMBEDDED)
     d, path = direction.auto(model, tokenizer, models.EMBEDDED)
     with tempfile.TemporaryDirectory() as tmp:
-        pt = lm_eval_glue.export_steered(d, model, 0.5, "relative", Path(tmp) / "d.pt")
-        ours = lm_eval_glue.SteeredHF(direction=str(path), alpha=0.5, device="cpu", batch_size=4)
+        pt = export.lm_eval_steered(d, model, 0.5, "relative", Path(tmp) / "d.pt")
+        ours = steered_model.SteeredHF(direction=str(path), alpha=0.5, device="cpu", batch_size=4)
         builtin = SteeredModel(pretrained=models.resolve(models.EMBEDDED), steer_path=str(pt), device="cpu", batch_size=4)
     _work(ours), _work(builtin)  # warm-up
     t_ours, t_builtin = [], []

@@ -129,17 +129,6 @@ def layer_states(model: nn.Module, batch: Batch, layers: Sequence[int]) -> dict[
     return states
 
 
-def token_mask(batch: Batch, tokens: str) -> torch.Tensor:
-    """Which tokens count: `prompt`, `response`, or `input+response` (the paper's probe)."""
-    if tokens == "prompt":
-        return batch.prompt_mask
-    if tokens == "response":
-        return batch.response_mask
-    if tokens == "input+response":
-        return batch.prompt_mask | batch.response_mask
-    raise ValueError(f"tokens={tokens!r} is not one of 'prompt', 'response', 'input+response'")
-
-
 def pool(states: torch.Tensor, mask: torch.Tensor, how: str = "mean") -> torch.Tensor:
     """Pool [batch, tokens, hidden] over the masked tokens: their mean, or the last one."""
     mask = mask.to(states.device)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .humans import CHOICES, load_labels
-from .records import CONDITIONS, HumanLabel, Story, append_jsonl, read_records
+from .records import CONDITIONS, HumanLabel, Story, append_jsonl, read_records, split_story_id, story_id
 
 PAGE_FILE = "index.html"
 KEY_FILE = "key.json"
@@ -83,8 +83,8 @@ def _condition_rank(condition: str) -> tuple[int, str]:
     return (CONDITIONS.index(condition) if condition in CONDITIONS else len(CONDITIONS), condition)
 
 
-def _story_rank(story_id: str) -> tuple[tuple[int, str], str]:
-    prompt_id, _, condition = story_id.rpartition(":")
+def _story_rank(sid: str) -> tuple[tuple[int, str], str]:
+    prompt_id, condition = split_story_id(sid)
     return _condition_rank(condition), prompt_id
 
 
@@ -207,8 +207,8 @@ def canonical(story_a: str, story_b: str, choice: str) -> tuple[str, str, str]:
 
 def item_id(story_a: str, story_b: str) -> str:
     """The label's item id, `<prompt_id>:<condition a>-vs-<condition b>` (as for HANNA's pairs)."""
-    prompt_id, _, condition_a = story_a.rpartition(":")
-    return f"{prompt_id}:{condition_a}-vs-{story_b.rpartition(':')[2]}"
+    prompt_id, condition_a = split_story_id(story_a)
+    return story_id(prompt_id, f"{condition_a}-vs-{split_story_id(story_b)[1]}")
 
 
 def unblind(key: Key, results: Results) -> list[HumanLabel]:
@@ -233,7 +233,7 @@ def unblind(key: Key, results: Results) -> list[HumanLabel]:
             raise AnnotationError(f"{where}: item {name!r} has choice {answer['choice']!r}; use one of {CHOICES}")
         seen.add(name)
         a, b, choice = canonical(items[name].story_a, items[name].story_b, answer["choice"])
-        labels.append(HumanLabel(item_id(a, b), a, b, choice=choice, rater=results.rater,
+        labels.append(HumanLabel(item_id=item_id(a, b), story_a=a, story_b=b, choice=choice, rater=results.rater,
                                  comment=answer["comment"].strip()))
     return labels
 

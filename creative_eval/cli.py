@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, activations, pairs, probe, steering
+from . import commands
+from .pairs import PairsError, path_of
 from .records import CONDITIONS
 
 
@@ -26,17 +27,36 @@ def _direction_args(p: argparse.ArgumentParser) -> None:
 
 
 def _finite(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; write e.g. 0.2")
     return value
+
+
+def _alphas(text: str) -> list[float]:
+    """Comma-separated lambdas, e.g. 0.1,0.2,0.35."""
+    parts = text.split(",")
+    if not all(p.strip() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item; write comma-separated numbers like 0.1,0.2")
+    return [_finite(p.strip()) for p in parts]
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number; write e.g. 8")
     return value
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0."""
+    return 0 if text.strip() == "0" else _positive_int(text)
 
 
 def _temperature(text: str) -> float:
@@ -68,8 +88,6 @@ def _direction_source(text: str) -> str:
 
 def _pairs_source(text: str) -> str:
     """A shipped set name or an existing pairs file (its lines are validated when it is read)."""
-    from .pairs import PairsError, path_of
-
     try:
         path_of(text)
     except PairsError as e:
@@ -77,26 +95,25 @@ def _pairs_source(text: str) -> str:
     return text
 
 
-def _conditions(text: str) -> str:
-    """Comma-separated conditions, all known, so a typo fails before anything is generated."""
+def _conditions(text: str) -> list[str]:
+    """Comma-separated conditions to generate, all known, so a typo fails before anything is generated."""
     names = [c.strip() for c in text.split(",") if c.strip()]
     unknown = sorted(set(names) - set(CONDITIONS))
     if not names or unknown:
         raise argparse.ArgumentTypeError(
             f"unknown condition(s) {unknown or [text]}; choose from {', '.join(CONDITIONS)}")
-    return text
+    return names
 
 
 def _condition_pair(text: str) -> tuple[str, str]:
-    a, sep, b = text.partition(":")
+    """`A:B`, the one spelling of a condition pair (stories may carry any condition or source label)."""
+    a, sep, b = (part.strip() for part in text.partition(":"))
     if not sep or not a or not b or a == b:
-        raise argparse.ArgumentTypeError(f"{text!r} is not two different conditions like baseline:induced")
+        raise argparse.ArgumentTypeError(f"{text!r} is not two different conditions like induced:baseline")
     return a, b
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import activations, pairs, probe, steering
-
     parser = argparse.ArgumentParser(prog="creative-eval", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,10 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=_pairs_source, default=pairs.SHIPPED)
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=_positive_int, default=None, help="first N pairs only")
-    p.add_argument("--alpha", type=_finite, default=None, help="lambda (default: the documented default)")
+    p.add_argument("--alpha", type=_finite, default=steering.DEFAULT_ALPHA,
+                   help=f"lambda (default {steering.DEFAULT_ALPHA}, with --norm relative)")
     p.add_argument("--norm", choices=steering.NORMS, default="relative")
     p.add_argument("--positions", choices=steering.POSITIONS, default="all")
-    p.add_argument("--conditions", type=_conditions, default=",".join(CONDITIONS))
+    p.add_argument("--conditions", type=_conditions, default=list(CONDITIONS), help="comma-separated")
     p.add_argument("--max-new-tokens", type=_positive_int, default=256)
     p.add_argument("--temperature", type=_temperature, default=1.0)
     p.add_argument("--top-p", type=_top_p, default=1.0)
@@ -142,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("steer-sweep", help="choose lambda: probe gain (with CI) and perplexity per alpha")
     _model_args(p)
     _direction_args(p)
-    p.add_argument("--alphas", type=lambda t: [_finite(x) for x in t.split(",")], default=[0.1, 0.2, 0.35, 0.5],
+    p.add_argument("--alphas", type=_alphas, default=[0.1, 0.2, 0.35, 0.5],
                    help="comma-separated alphas (default 0.1,0.2,0.35,0.5)")
     p.add_argument("--norm", choices=steering.NORMS, default="relative")
     p.add_argument("--pairs", type=_pairs_source, default=pairs.SHIPPED)
@@ -159,10 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="JSONL of scores (default: print a summary only)")
 
     p = sub.add_parser("demo", help="the main job end to end on the embedded model")
-    p.add_argument("--n", type=int, default=30, help="number of test prompts (default 30)")
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--n", type=_positive_int, default=30, help="number of test prompts (default 30)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=128)
     p.add_argument("--alpha", type=_finite, default=steering.DEFAULT_ALPHA, help="lambda, relative norm")
-    p.add_argument("--hanna", type=int, default=24, help="HANNA prompts for the human-label panel (0: none)")
+    p.add_argument("--hanna", type=_count, default=24, help="HANNA prompts for the human-label panel (0: none)")
     p.add_argument("--out", default="reports/demo", help="run and report folder (a re-run resumes)")
 
     p = sub.add_parser("annotate", help="blinded pairwise human annotation: export a page, import its results")
@@ -186,12 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--humans", action="append", default=[], help="human-label file (CSV/JSONL) or 'hanna'")
     p.add_argument("--check", action="append", default=[], metavar="EXPR",
                    help="e.g. 'pairwise.self.win_rate.ci_low>=0.5'; exit 1 when one fails (repeatable)")
-    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--n-boot", type=_positive_int, default=2000)
 
     p = sub.add_parser("compare-judges", help="each judge vs human labels; McNemar between judges (Holm)")
     p.add_argument("runs", nargs="+", help="judgement files or folders (ratings / preferences JSONL)")
     p.add_argument("--humans", action="append", default=[], help="human-label file (CSV/JSONL) or 'hanna'")
-    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--n-boot", type=_positive_int, default=2000)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
     p = sub.add_parser("lm-eval", help="run lm-eval with steered_hf and the creative tasks available",
@@ -205,22 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     _direction_args(p)
     p.add_argument("--format", choices=["lm-eval-steered"], required=True,
                    help="lm-eval-steered: the .pt file of lm-eval's built-in `steered` model (steer_path=...)")
-    p.add_argument("--alpha", type=_finite, default=None, help="lambda (default: the documented default)")
+    p.add_argument("--alpha", type=_finite, default=steering.DEFAULT_ALPHA,
+                   help=f"lambda (default {steering.DEFAULT_ALPHA}, with --norm relative)")
     p.add_argument("--norm", choices=steering.NORMS, default="relative")
     p.add_argument("--out", required=True, help="the .pt file to write")
     p = sub.add_parser("judge", help="0-9 ratings or pairwise preferences of stories by a judge preset")
     p.add_argument("--judge", required=True, help="preset name in judges/ (embedded, self, probe, ...) or a .yaml path")
     p.add_argument("--mode", choices=("rating", "pairwise"), default="rating")
     p.add_argument("--input", type=_existing_file, required=True, help="stories JSONL (from `generate`)")
-    p.add_argument("--pair", default="induced,baseline", help="pairwise: conditions A,B paired per prompt id")
+    p.add_argument("--compare", type=_condition_pair, default=("induced", "baseline"), metavar="COND:COND",
+                   help="pairwise: the conditions (or source labels) paired per prompt id (default induced:baseline)")
     p.add_argument("--out", required=True, help="judgements JSONL (appended as made; a re-run resumes)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from . import commands
-
     try:
         return getattr(commands, args.command.replace("-", "_"))(args) or 0
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from . import annotate as annotate_mod
 from . import direction as direction_mod
+from . import export as export_mod
 from . import generate as generate_mod
-from . import models, pairs, pipeline, probe, steering
-from .records import Story, read_records, write_jsonl
-
+from . import humans, judges, models, pairs, pipeline, probe, sweeps
+from . import report as report_mod
+from .records import Preference, Story, read_records, write_jsonl
 
 
 def _load(args: argparse.Namespace):
@@ -18,10 +21,7 @@ def _load(args: argparse.Namespace):
 
 
 def _direction(args: argparse.Namespace, model, tokenizer) -> tuple[direction_mod.Direction, str]:
-    if args.direction == "auto":
-        d, path = direction_mod.auto(model, tokenizer, args.model, args.layer, progress=True)
-        return d, str(path)
-    return direction_mod.load(args.direction, model), args.direction
+    return direction_mod.resolve(args.direction, model, tokenizer, args.model, args.layer, progress=True)
 
 
 def direction(args: argparse.Namespace) -> None:
@@ -39,15 +39,13 @@ def direction(args: argparse.Namespace) -> None:
 
 def sweep(args: argparse.Namespace) -> None:
     model, tokenizer = _load(args)
-    result = direction_mod.sweep(
+    result = sweeps.layer_sweep(
         model, tokenizer, pairs.load_pairs(args.pairs, "validation"), pairs.load_pairs(args.pairs, "test"),
         pairs.load_pairs(args.robustness), model_id=args.model, pairs_hash=pairs.file_hash(args.pairs),
         pooling=args.pooling, template=not args.no_template, n_boot=args.n_boot, progress=not args.json,
     )
     if args.plot:
-        from .report import plot_sweep
-
-        plot_sweep(result, args.plot)
+        report_mod.plot_sweep(result, args.plot)
     if args.json:
         print(json.dumps(result))
         return
@@ -60,28 +58,24 @@ def sweep(args: argparse.Namespace) -> None:
 
 
 def generate(args: argparse.Namespace) -> None:
-    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
-    sampling = generate_mod.Sampling(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size)
-    alpha = steering.DEFAULT_ALPHA if args.alpha is None else args.alpha
-    steering.check(alpha, args.norm, args.positions)
+    sampling = generate_mod.Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                     top_p=args.top_p, seed=args.seed, batch_size=args.batch_size)
     selected = pairs.load_pairs(args.pairs, args.split)[: args.limit]
     model, tokenizer = _load(args)
     d, path = _direction(args, model, tokenizer)
-    out = generate_mod.stories(model, tokenizer, selected, d, alpha=alpha, norm=args.norm, positions=args.positions,
-                               conditions=conditions, sampling=sampling, model_id=args.model, direction_file=path,
+    out = generate_mod.stories(model, tokenizer, selected, d, alpha=args.alpha, norm=args.norm,
+                               positions=args.positions, conditions=args.conditions, sampling=sampling, model_id=args.model, direction_file=path,
                                progress=True)
     write_jsonl(args.out, out)
     print(f"wrote {len(out)} stories to {args.out}")
 
 
 def steer_sweep(args: argparse.Namespace) -> None:
-    for alpha in args.alphas:
-        steering.check(alpha, args.norm)
     selected = pairs.load_pairs(args.pairs, "test")[: args.limit]
     model, tokenizer = _load(args)
     d, _ = _direction(args, model, tokenizer)
-    result = pipeline.steer_sweep(model, tokenizer, selected, d, args.alphas, norm=args.norm,
-                                  sampling=generate_mod.Sampling(args.max_new_tokens, seed=args.seed),
+    result = sweeps.steer_sweep(model, tokenizer, selected, d, args.alphas, norm=args.norm,
+                                sampling=generate_mod.Sampling(max_new_tokens=args.max_new_tokens, seed=args.seed),
                                   progress=not args.json)
     if args.json:
         print(json.dumps(result))
@@ -93,11 +87,9 @@ def steer_sweep(args: argparse.Namespace) -> None:
 
 
 def demo(args: argparse.Namespace) -> None:
-    from . import report
-
     path = pipeline.demo(args.out, n=args.n, max_new_tokens=args.max_new_tokens, alpha=args.alpha,
                          hanna_prompts=args.hanna)
-    report.print_summary(report.read_summary(path)["summary"])
+    report_mod.print_summary(report_mod.read_summary(path)["summary"])
     print(f"report: {path} (figure: {path.parent / 'figure1.png'})")
 
 
@@ -118,35 +110,28 @@ def score(args: argparse.Namespace) -> None:
 
 
 def annotate(args: argparse.Namespace) -> None:
-    from . import annotate as annotate_mod
-    from .humans import inter_rater_agreement, load_labels
-
     if args.action == "export":
         key = annotate_mod.export(args.input, args.out, compare=args.compare, seed=args.seed)
         print(f"wrote pack {key.pack_id} to {args.out}: {len(key.items)} pairs (seed {key.seed}); send raters "
               f"{Path(args.out) / annotate_mod.PAGE_FILE} only and keep {annotate_mod.KEY_FILE}")
         return
     new = annotate_mod.import_results(args.pack, args.results, args.out)
-    labels = load_labels(args.out) if Path(args.out).exists() else []
+    labels = humans.load_labels(args.out) if Path(args.out).exists() else []
     raters = sorted({h.rater for h in labels})
     print(f"imported {len(new)} new labels into {args.out}: {len(labels)} labels from {len(raters)} rater(s)")
-    alpha = inter_rater_agreement(labels)
+    alpha = humans.inter_rater_agreement(labels)
     if alpha is not None:
         print(f"inter-rater agreement: Krippendorff's alpha {alpha.estimate:.3f} "
               f"[{alpha.ci_low:.3f}, {alpha.ci_high:.3f}] (nominal A/B/tie, n={alpha.n} items)")
 
 
-def _report_inputs(args: argparse.Namespace):
-    from . import humans, report
-
-    run = report.load_runs(args.runs)
+def _report_inputs(args: argparse.Namespace) -> report_mod.Run:
+    run = report_mod.load_runs(args.runs)
     run.humans += [label for spec in args.humans for label in humans.load(spec)]
     return run
 
 
 def report(args: argparse.Namespace) -> int:
-    from . import report as report_mod
-
     run = _report_inputs(args)
     name = args.name or Path(args.runs[0]).resolve().stem
     path = report_mod.build(name, run.stories, run.ratings, run.preferences, run.probe, run.humans,
@@ -160,8 +145,6 @@ def report(args: argparse.Namespace) -> int:
 
 
 def compare_judges(args: argparse.Namespace) -> None:
-    from . import report as report_mod
-
     run = _report_inputs(args)
     if not run.humans:
         raise ValueError("no human labels; pass --humans FILE (CSV/JSONL) or --humans hanna")
@@ -177,43 +160,33 @@ def compare_judges(args: argparse.Namespace) -> None:
 
 
 def lm_eval(args: argparse.Namespace) -> int:
-    """lm-eval's own CLI, with steered_hf and the creative tasks registered in this process."""
-    import sys
-
+    """lm-eval's own CLI, with steered_hf and the creative tasks registered in this process (imported here:
+    lm-eval is heavy and only this command needs it)."""
     from lm_eval.__main__ import cli_evaluate
 
-    from . import lm_eval_hook
+    from .harness import autoload
 
-    lm_eval_hook.install()
+    autoload.install()
     sys.argv = ["lm_eval", *args.lm_eval_args]
     cli_evaluate()
     return 0
 
 
 def export(args: argparse.Namespace) -> None:
-    from . import lm_eval_glue
-
-    alpha = steering.DEFAULT_ALPHA if args.alpha is None else args.alpha
-    steering.check(alpha, args.norm)
     model, tokenizer = _load(args)
     d, path = _direction(args, model, tokenizer)
-    out = lm_eval_glue.export_steered(d, model, alpha, args.norm, args.out)
+    out = export_mod.lm_eval_steered(d, model, args.alpha, args.norm, args.out)
     print(f"wrote {out} from {path}: use `lm_eval --model steered --model_args "
           f"pretrained={models.resolve(args.model)},steer_path={out}`")
 
 
 def judge(args: argparse.Namespace) -> None:
-    from . import judges
-
     stories = read_records(args.input, Story)
-    items = stories if args.mode == "rating" else judges.pairs_by_condition(stories, *args.pair.split(",", 1))
+    items = stories if args.mode == "rating" else judges.pairs_by_condition(stories, *args.compare)
     out = judges.run(judges.load_judge(args.judge), args.mode, items, args.out, progress=True)
     invalid = sum(not r["status"].startswith("ok") for r in out)
     print(f"{len(out)} judgements in {args.out} ({invalid} invalid)")
     if args.mode == "pairwise":
-        from .records import Preference
-        from .report import fmt_estimate, pair_biases
-
         words = {s.id: len(s.text.split()) for s in stories}
-        for name, e in pair_biases(read_records(args.out, Preference), words).items():
-            print(f"{name.replace('_', ' ')}: {fmt_estimate(e)} (n={e['n']} pairs)")
+        for name, e in report_mod.pair_biases(read_records(args.out, Preference), words).items():
+            print(f"{name.replace('_', ' ')}: {report_mod.fmt_estimate(e)} (n={e['n']} pairs)")

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import __version__, activations, models
+from . import pairs as pairs_mod
 from .records import Pair
 
 
@@ -169,73 +170,6 @@ def load(path: str | Path, model: PreTrainedModel | None = None) -> Direction:
     return d
 
 
-def sweep(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    validation: Sequence[Pair],
-    test: Sequence[Pair],
-    robustness: Sequence[Pair],
-    *,
-    model_id: str,
-    pairs_hash: str = "",
-    pooling: str = "mean",
-    template: bool = True,
-    n_boot: int = 1000,
-    progress: bool = False,
-) -> dict:
-    """Directions from `validation` at every layer (one pass), the probe's prompt-level AUROC on `test`
-    (bootstrap over pairs) and on `robustness`, beside a TF-IDF + logistic-regression baseline."""
-    from . import probe, stats  # local: the sweep is the only user of scoring inside this module
-
-    layers = list(range(1, models.num_layers(model) + 1))
-    dirs = extract(model, tokenizer, validation, layers, model_id=model_id, pairs_hash=pairs_hash,
-                   pooling=pooling, template=template, progress=progress)
-    rows, robust = [], {}
-    for name, pairs in (("test", test), ("robustness", robustness)):
-        prompts = [p.creative for p in pairs] + [p.uncreative for p in pairs]
-        labels = [1] * len(pairs) + [0] * len(pairs)
-        clusters = [p.id for p in pairs] * 2
-        scores = probe.layer_scores(model, tokenizer, prompts, dirs, template=template)
-        for layer in tqdm(layers, disable=not progress, desc=f"AUROC {name}"):
-            est = stats.auroc_ci(labels, scores[layer], clusters=clusters, n_boot=n_boot, unit="pair")
-            if name == "test":
-                rows.append({"layer": layer, "auroc": est.estimate, "ci_low": est.ci_low, "ci_high": est.ci_high,
-                             "n_pairs": est.n, "raw_norm": dirs[layer].raw_norm})
-            else:
-                robust[layer] = est
-    for row in rows:
-        row["robust_auroc"] = robust[row["layer"]].estimate
-    best = max(rows, key=lambda r: (r["auroc"], r["robust_auroc"]))
-    return {
-        "model": model_id, "pooling": pooling, "template": template,
-        "n_validation": len(validation), "n_test": len(test), "n_robustness": len(robustness),
-        "best_layer": best["layer"], "best_auroc": best["auroc"], "best_ci": [best["ci_low"], best["ci_high"]],
-        "robust_auroc": best["robust_auroc"],
-        "robust_ci": [robust[best["layer"]].ci_low, robust[best["layer"]].ci_high],
-        "lexical_baseline": lexical_baseline(validation, test, robustness),
-        "layers": rows,
-    }
-
-
-def lexical_baseline(validation: Sequence[Pair], test: Sequence[Pair], robustness: Sequence[Pair]) -> dict[str, float]:
-    """TF-IDF + logistic regression trained on the validation prompts: what words alone achieve."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.pipeline import make_pipeline
-
-    def xy(pairs: Sequence[Pair]) -> tuple[list[str], list[int]]:
-        return [p.creative for p in pairs] + [p.uncreative for p in pairs], [1] * len(pairs) + [0] * len(pairs)
-
-    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=1000))
-    clf.fit(*xy(validation))
-    out = {}
-    for name, pairs in (("test_auroc", test), ("robust_auroc", robustness)):
-        x, y = xy(pairs)
-        out[name] = float(roc_auc_score(y, clf.predict_proba(x)[:, 1]))
-    return out
-
-
 DEFAULT_LAYER_FRACTION = 17 / 30  # the embedded model's sweep: best held-out AUROC at layer 17 of 30
 
 
@@ -255,8 +189,6 @@ def auto(
     progress: bool = False,
 ) -> tuple[Direction, Path]:
     """The direction from the shipped validation pairs, extracted once per model/layer and cached."""
-    from . import pairs as pairs_mod
-
     layer = models.check_layer(model, layer if layer is not None else default_layer(model))
     pairs_hash = pairs_mod.file_hash(pairs_mod.SHIPPED)
     name = f"{models.fingerprint(model)}-L{layer}-{pooling}-{'chat' if template else 'raw'}-{pairs_hash[:12]}"
@@ -268,3 +200,18 @@ def auto(
     tmp = path.with_name(path.name + ".tmp")
     save(d, tmp).rename(path)
     return d, path
+
+
+def resolve(source: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str,
+            layer: int | None = None, *, progress: bool = False) -> tuple[Direction, str]:
+    """The one way a command, the lm-eval model, a task or a judge turns `source` into a direction:
+    `auto` extracts (or reads the cached) direction at `layer` (default: `default_layer`); a file is loaded
+    and checked against the model, and a `layer` that differs from the file's is refused."""
+    if str(source) == "auto":
+        d, path = auto(model, tokenizer, model_id, layer, progress=progress)
+        return d, str(path)
+    d = load(source, model)
+    if layer is not None and int(layer) != d.layer:
+        raise ValueError(f"layer {layer} was asked for, but {source} was extracted at layer {d.layer}; drop the "
+                         "layer or use the direction 'auto'")
+    return d, str(source)

@@ -32,13 +32,12 @@ class Sampling:
         return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": 0}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Generation:
-    """Generated text and, when a probe direction was given, its pre-injection probe score."""
+    """Generated text and how many tokens it took."""
 
     text: str
-    probe: float | None = None
-    n_tokens: int = 0
+    n_tokens: int
 
 
 def generate(
@@ -49,7 +48,6 @@ def generate(
     steers: Sequence[steering.Steer] = (),
     sampling: Sampling = Sampling(),
     template: bool = True,
-    record: Direction | None = None,
     progress: bool = False,
 ) -> list[Generation]:
     """Batched generation (left-padded), optionally steered; each batch is seeded from `sampling.seed`
@@ -60,23 +58,17 @@ def generate(
     starts = range(0, len(prompts), sampling.batch_size)
     for b, k in enumerate(tqdm(starts, disable=not progress, desc="generate")):
         batch = activations.encode(tokenizer, prompts[k : k + sampling.batch_size], template=template).left_padded()
-        trace = steering.ProbeTrace(record.layer, record.vector) if record is not None else None
         torch.manual_seed(sampling.seed + b)
-        with torch.inference_mode(), steering.steering(model, steers, trace=trace):
+        with torch.inference_mode(), steering.steering(model, steers):
             ids = model.generate(
                 input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                 max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling.kwargs(),
             )
         new = ids[:, batch.input_ids.shape[1] :].cpu()
-        alive = torch.cumprod(torch.tensor([[t not in eos for t in row] for row in new.tolist()]), dim=1).bool()
-        cos = trace.cosines() if trace else None
+        alive = torch.cumprod(~torch.isin(new, torch.tensor(sorted(i for i in eos if i is not None))), dim=1).bool()
         for row in range(new.shape[0]):
             n = int(alive[row].sum())
-            probe = None
-            if cos is not None:
-                counted = torch.cat([batch.prompt_mask[row], alive[row][: cos.shape[1] - batch.input_ids.shape[1]]])
-                probe = float(cos[row][counted].mean())
-            out.append(Generation(tokenizer.decode(new[row, :n], skip_special_tokens=True), probe, n))
+            out.append(Generation(text=tokenizer.decode(new[row, :n], skip_special_tokens=True), n_tokens=n))
     return out
 
 
@@ -111,7 +103,8 @@ def stories(
         gens = generate(model, tokenizer, prompts, steers=steers, sampling=sampling, template=direction.template,
                         progress=progress)
         extra = {} if condition == "induced" else {"alpha": 0.0}
-        out += [Story(p.id, condition, prompt, g.text, {**settings, **extra, "n_tokens": g.n_tokens})
+        out += [Story(prompt_id=p.id, condition=condition, prompt=prompt, text=g.text,
+                      settings={**settings, **extra, "n_tokens": g.n_tokens})
                 for p, prompt, g in zip(pairs, prompts, gens)]
     return out
 

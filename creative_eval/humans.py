@@ -144,7 +144,8 @@ def inter_rater_agreement(labels: Sequence[HumanLabel]) -> stats.Estimate | None
 def as_preferences(labels: Sequence[HumanLabel], judge: str = "humans") -> list[Preference]:
     """Human pairwise choices as a judge's preferences, so humans get the same win-rate bars as judges
     (reference labels such as HANNA's human-written story are labels, not choices, and are left out)."""
-    return [Preference(judge, h.item_id, h.story_a, h.story_b, None, None, h.choice, True, "ok")
+    return [Preference(judge=judge, pair_id=h.item_id, story_a=h.story_a, story_b=h.story_b, decision=h.choice,
+                       consistent=True)
             for h in labels if h.choice is not None and h.story_b and h.rater != SOURCE_RATER]
 
 
@@ -176,8 +177,8 @@ def hanna_stories(root: str | Path = HANNA_DIR) -> list[Story]:
     out = []
     for i, (prompt, human, models) in enumerate(hanna_prompts(root)):
         pid = f"hanna-{i:02d}"
-        out.append(Story(pid, HUMAN_SOURCE, prompt, human, {"source": "hanna"}))
-        out += [Story(pid, m, prompt, text, {"source": "hanna"}) for m, text in models.items()]
+        out += [Story(prompt_id=pid, condition=source, prompt=prompt, text=text, settings={"source": "hanna"})
+                for source, text in [(HUMAN_SOURCE, human), *models.items()]]
     return out
 
 
@@ -194,7 +195,8 @@ def hanna_pairs(root: str | Path = HANNA_DIR, seed: int = 0) -> list[HumanLabel]
         for model in models:
             other = f"hanna-{i:02d}:{model}"
             a, b, choice = (human_id, other, "A") if rng.random() < 0.5 else (other, human_id, "B")
-            labels.append(HumanLabel(f"hanna-{i:02d}:human-vs-{model}", a, b, choice=choice, rater=SOURCE_RATER,
+            labels.append(HumanLabel(item_id=f"hanna-{i:02d}:human-vs-{model}", story_a=a, story_b=b, choice=choice,
+                                     rater=SOURCE_RATER,
                                      comment="reference label: the human-written story"))
     return labels
 
@@ -234,7 +236,7 @@ def hanna_ratings(root: str | Path = HANNA_DIR, aspects: tuple[str, ...] = ("Sur
     for aspect in aspects:
         for rater in (1, 2, 3):
             scores = ast.literal_eval(human_row[f"Human {rater} {HANNA_ASPECTS[aspect]}"])
-            labels += [HumanLabel(f"hanna-{i:02d}:{HUMAN_SOURCE}#{aspect}", f"hanna-{i:02d}:{HUMAN_SOURCE}",
+            labels += [HumanLabel(item_id=f"hanna-{i:02d}:{HUMAN_SOURCE}#{aspect}", story_a=f"hanna-{i:02d}:{HUMAN_SOURCE}",
                                   rating=float(s), rater=f"hanna-{rater}", comment=f"{aspect}, 1-5")
                        for i, s in enumerate(scores)]
     return labels

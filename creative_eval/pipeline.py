@@ -21,41 +21,6 @@ from .records import CONDITIONS, Pair, Preference, Rating, Story, append_jsonl, 
 COMPARISONS = (("induced", "baseline"), ("creative", "baseline"))
 
 
-def steer_sweep(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    selected: Sequence[Pair],
-    direction: Direction,
-    alphas: Sequence[float],
-    *,
-    norm: str = "relative",
-    sampling: generate.Sampling = generate.Sampling(),
-    progress: bool = False,
-) -> dict:
-    """Choose lambda: for each alpha, stories from the negated prompts with and without steering (same seeds),
-    re-scored by the unsteered probe (paired per prompt: induced - baseline, t interval) and their median
-    perplexity under the unsteered model (coherence). The baseline is generated once."""
-    probe = Probe(model, tokenizer, direction, batch_size=sampling.batch_size)
-    prompts = [p.uncreative for p in selected]
-
-    def measure(alpha: float) -> tuple[list[float], list[float], list[str]]:
-        steers = [steering.Steer.from_direction(direction, alpha, norm)] if alpha else []
-        texts = [g.text for g in generate.generate(model, tokenizer, prompts, steers=steers, sampling=sampling,
-                                                   template=direction.template, progress=progress)]
-        scores = [s.score for s in probe.score(prompts, texts)]
-        return scores, generate.perplexity(model, tokenizer, prompts, texts, template=direction.template), texts
-
-    base_scores, base_ppl, base_texts = measure(0.0)
-    rows = []
-    for alpha in alphas:
-        scores, ppl, texts = measure(alpha)
-        diff = stats.mean_ci([s - b for s, b in zip(scores, base_scores)], unit="prompt")
-        rows.append({"alpha": alpha, "probe_diff": diff.estimate, "ci_low": diff.ci_low, "ci_high": diff.ci_high,
-                     "n": diff.n, "median_ppl": float(torch.tensor(ppl).nanmedian()), "examples": texts[:2]})
-    return {"baseline_median_ppl": float(torch.tensor(base_ppl).nanmedian()), "baseline_examples": base_texts[:2],
-            "prompts": prompts[:2], "norm": norm, "layer": direction.layer, "rows": rows}
-
-
 def resumable_stories(path: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, selected: Sequence[Pair],
                       direction: Direction, *, alpha: float, sampling: generate.Sampling, model_id: str,
                       direction_file: str) -> list[Story]:
@@ -116,9 +81,9 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
     ratings, preferences = judge_all(judges.load_judge("self", model, tokenizer), stories, items, out)
     probe_judge = judges.load_judge("probe", model, tokenizer)
     probe_ratings, probe_preferences = judge_all(probe_judge, stories, items, out)
-    probe_scores = {r.story_id: r.expected for r in probe_ratings if r.expected is not None}
+    probe_scores = {r.story_id: r.score for r in probe_ratings if r.score is not None}
     meta = {"direction_file": str(d_path), **{f"direction_{k}": v for k, v in d.meta.items()}}
     if labels:
-        meta["human_label"] = f"HANNA source: human-written vs {labels[0].story_b.rsplit(':', 1)[-1]} story"
+        meta["human_label"] = f"HANNA source: human-written vs {split_story_id(labels[0].story_b)[1]} story"
     return report.build(out.name, stories, ratings, preferences + probe_preferences, probe_scores, labels,
                         meta, out_root=out.parent)

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, TypeVar
 CONDITIONS = ("baseline", "induced", "creative")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Pair:
     """A creative prompt and its negation: same topic and form, nothing creative left."""
 
@@ -27,10 +27,11 @@ class Pair:
     form: str = ""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Story:
-    """One generated story. `condition` is baseline (negated prompt), induced (negated prompt, steered)
-    or creative (creative prompt); `settings` records everything needed to regenerate it."""
+    """One story. `condition` is baseline (negated prompt), induced (negated prompt, steered) or creative
+    (creative prompt) for generated stories, or a source label (human, a model's name) for people's data;
+    `settings` records everything needed to regenerate it."""
 
     prompt_id: str
     condition: str
@@ -40,45 +41,62 @@ class Story:
 
     @property
     def id(self) -> str:
-        return f"{self.prompt_id}:{self.condition}"
+        return story_id(self.prompt_id, self.condition)
 
 
-@dataclass
+def story_id(prompt_id: str, condition: str) -> str:
+    """`<prompt_id>:<condition>`: the one spelling of a story id (prompt ids may hold colons, conditions not)."""
+    return f"{prompt_id}:{condition}"
+
+
+def split_story_id(sid: str) -> tuple[str, str]:
+    """(prompt_id, condition) of a story id."""
+    prompt_id, _, condition = sid.rpartition(":")
+    return prompt_id, condition
+
+
+@dataclass(kw_only=True)
 class Rating:
-    """A judge's 0-9 creativity rating of one story; `status` is "ok" or "invalid: <reason>"."""
+    """A judge's rating of one story; `status` is "ok" or "invalid: <reason>".
+
+    LLM judges fill `expected` (the 0-9 expectation over the digit tokens), `argmax` and `probs`; the probe
+    judge fills `score` (its cosine) and `expected` only when its preset maps scores onto 0-9."""
 
     judge: str
     story_id: str
-    expected: float | None
-    argmax: int | None
-    probs: list[float] | None
+    expected: float | None = None
+    argmax: int | None = None
+    probs: list[float] | None = None
+    score: float | None = None
     status: str = "ok"
     raw: str | None = None
     template_hash: str = ""
     latency_s: float = 0.0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Preference:
     """A judge's choice between two stories of one prompt, asked in both orders.
 
-    p_first_ab is P(first is more creative) with A shown first; p_first_ba with B shown first.
-    decision is "A", "B" or "tie" (the two orders disagree, or a probe score inside its tie band)."""
+    LLM judges fill p_first_ab = P(first is more creative) with A shown first and p_first_ba with B shown
+    first; the probe judge fills `margin` = score(A) - score(B). decision is "A", "B" or "tie" (the two orders
+    disagree, or a margin inside the judge's tie band)."""
 
     judge: str
     pair_id: str
     story_a: str
     story_b: str
-    p_first_ab: float | None
-    p_first_ba: float | None
     decision: str | None
     consistent: bool | None
+    p_first_ab: float | None = None
+    p_first_ba: float | None = None
+    margin: float | None = None
     status: str = "ok"
     template_hash: str = ""
     latency_s: float = 0.0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HumanLabel:
     """A human judgement: a pairwise choice ("A"/"B"/"tie") between stories, or a rating of one story."""
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from . import activations, models
 from .direction import Direction
+
+if TYPE_CHECKING:
+    from .probe import ProbeTrace
 
 POSITIONS = ("all", "prompt", "generated")
 NORMS = ("unit", "raw", "relative")
@@ -64,36 +67,17 @@ def _cache_length(kwargs: dict, n_new: int) -> int:
     return int(cache.get_seq_length()) - n_new
 
 
-class ProbeTrace:
-    """Cosine of layer `layer`'s output with a direction, read before any injection at that layer
-    (its hook is registered first), so steering cannot inflate its own score. With a KV cache each
-    forward adds the new tokens only: the prefill, then one column per decode step."""
-
-    def __init__(self, layer: int, direction: torch.Tensor):
-        self.layer = layer
-        self.direction = direction
-        self.steps: list[torch.Tensor] = []
-
-    def hook(self, _module, _args, output) -> None:
-        h = activations.output_tensor(output).float()
-        a = self.direction.to(h.device, h.dtype)
-        self.steps.append(torch.nn.functional.cosine_similarity(h, a[None, None], dim=-1).cpu())
-
-    def cosines(self) -> torch.Tensor:
-        """[batch, tokens]: prompt positions (padding included), then each generated token."""
-        return torch.cat(self.steps, dim=1)
-
-
 @contextlib.contextmanager
 def steering(
     model: nn.Module,
     steers: Steer | Sequence[Steer],
     *,
     prompt_len: int | None = None,
-    trace: ProbeTrace | None = None,
+    trace: "ProbeTrace | None" = None,
 ) -> Iterator[None]:
     """Steer `model` inside the block. `prompt_len` separates prompt from generated positions; by default it
-    is the length of the first forward pass in the context (the prefill of a `generate` call)."""
+    is the length of the first forward pass in the context (the prefill of a `generate` call). A `trace`
+    (probe.ProbeTrace) is hooked first, so it reads its layer before any injection there."""
     steers = [steers] if isinstance(steers, Steer) else list(steers)
     state = {"prompt_len": prompt_len}
     handles = [models.block(model, trace.layer).register_forward_hook(trace.hook)] if trace else []

@@ -20,8 +20,8 @@ NEGATED, CREATIVE = "Write a note about a lighthouse.", "Write a strange, surpri
 
 def make_stories(path: Path, n: int = 4, conditions=("baseline", "induced", "creative")) -> Path:
     """Stories whose texts say nothing of their condition, so any leak in the page is structural."""
-    stories = [Story(f"p{i}", c, CREATIVE if c == "creative" else NEGATED,
-                     f"Tale {i}.{j}: the keeper counts gulls & <waves>.", SETTINGS)
+    stories = [Story(prompt_id=f"p{i}", condition=c, prompt=CREATIVE if c == "creative" else NEGATED,
+                     text=f"Tale {i}.{j}: the keeper counts gulls & <waves>.", settings=SETTINGS)
                for i in range(n) for j, c in enumerate(conditions)]
     return write_jsonl(path, stories)
 
@@ -170,7 +170,7 @@ def test_reimport_is_idempotent_and_conflicts_are_refused(tmp_path, pack):
 
 def test_agreement_needs_two_raters(tmp_path):
     def label(rater: str, item: int, choice: str) -> HumanLabel:
-        return HumanLabel(f"p{item}:baseline-vs-induced", f"p{item}:baseline", f"p{item}:induced", choice, rater=rater)
+        return HumanLabel(item_id=f"p{item}:baseline-vs-induced", story_a=f"p{item}:baseline", story_b=f"p{item}:induced", choice=choice, rater=rater)
 
     choices = ["A", "B", "tie", "A", "B", "A"]
     same = [label(r, i, c) for r in ("r1", "r2") for i, c in enumerate(choices)]

@@ -16,9 +16,9 @@ PROMPTS = [
     "Once upon a time a clock argued about the rain in the city at night, and nobody listened.",
 ]
 PAIRS = [
-    Pair("a", PROMPTS[0], "The space tanker delivers its cargo without incident. Write a news story.", "validation"),
-    Pair("b", "A dragon council argues about the rain.", "A dragon council meets and approves the minutes.", "validation"),
-    Pair("c", PROMPTS[2], "Once upon a time a clock showed the time in the city at night.", "validation"),
+    Pair(id="a", creative=PROMPTS[0], uncreative="The space tanker delivers its cargo without incident. Write a news story.", split="validation"),
+    Pair(id="b", creative="A dragon council argues about the rain.", uncreative="A dragon council meets and approves the minutes.", split="validation"),
+    Pair(id="c", creative=PROMPTS[2], uncreative="Once upon a time a clock showed the time in the city at night.", split="validation"),
 ]
 
 
@@ -188,7 +188,7 @@ def test_probe_trace_reads_before_injection(tiny):
     batch = activations.encode(tokenizer, PROMPTS[:1])
     traces = []
     for alpha in (0.0, 50.0):
-        trace = steering.ProbeTrace(d.layer, d.vector)
+        trace = probe.ProbeTrace(d.layer, d.vector)
         with torch.no_grad(), steering.steering(model, steering.Steer.from_direction(d, alpha), trace=trace):
             model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
         traces.append(trace.cosines())

@@ -38,7 +38,7 @@ def test_attention_sink_is_never_pooled(embedded, default_direction):
     for template in (True, False):
         batch = activations.encode(tokenizer, PROMPTS, ["Once upon a time."] * len(PROMPTS), template=template)
         for name in ("prompt", "response", "input+response"):
-            mask = activations.token_mask(batch, name)
+            mask = probe.counted(batch.prompt_mask, batch.response_mask, name)
             assert not mask[:, 0].any() and mask.any(1).all(), (template, name)
         states = activations.layer_states(model, batch, [layer])[layer]
         norms = states.norm(dim=-1)
@@ -46,7 +46,7 @@ def test_attention_sink_is_never_pooled(embedded, default_direction):
         assert (norms[:, 0] > others.max()).all()  # why it is excluded: it dwarfs every content token
         spiked = states.clone()
         spiked[:, 0] = 1e6
-        mask = activations.token_mask(batch, "input+response")
+        mask = probe.counted(batch.prompt_mask, batch.response_mask, "input+response")
         for how in activations.POOLINGS:
             assert torch.equal(activations.pool(states, mask, how), activations.pool(spiked, mask, how))
 

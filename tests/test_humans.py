@@ -29,7 +29,7 @@ def test_csv_with_pairwise_and_rating_rows(tmp_path):
         ["i2", "p1:induced", "", "", "4", ""],
     ])
     pref, rating = humans.load_labels(path)
-    assert pref == HumanLabel("i1", "p1:baseline", "p1:induced", choice="B", rater="ann")
+    assert pref == HumanLabel(item_id="i1", story_a="p1:baseline", story_b="p1:induced", choice="B", rater="ann")
     assert rating.rating == 4.0 and rating.story_b is None and rating.choice is None
 
 
@@ -120,6 +120,6 @@ def test_hanna_order_is_checked(tmp_path):
 
 
 def test_reference_labels_are_not_human_choices():
-    chosen = HumanLabel("i1", "p:baseline", "p:induced", choice="B", rater="r1")
-    source = HumanLabel("i2", "h:human", "h:model", choice="A", rater=humans.SOURCE_RATER)
+    chosen = HumanLabel(item_id="i1", story_a="p:baseline", story_b="p:induced", choice="B", rater="r1")
+    source = HumanLabel(item_id="i2", story_a="h:human", story_b="h:model", choice="A", rater=humans.SOURCE_RATER)
     assert [p.pair_id for p in humans.as_preferences([chosen, source])] == ["i1"]

@@ -217,7 +217,7 @@ def test_bad_arguments_fail_before_any_work(argv, message, no_model, tmp_path, m
 
 def test_defaults_pass_the_same_checks():
     args = cli.build_parser().parse_args(["generate", "--out", "x.jsonl"])
-    assert args.conditions.split(",") == list(CONDITIONS)
+    assert args.conditions == list(CONDITIONS)
     assert (args.pairs, args.direction, args.layer) == (pairs.SHIPPED, "auto", None)
 
 

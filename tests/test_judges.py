@@ -18,7 +18,7 @@ from creative_eval.records import Story, mend_tail
 
 
 def stories(n: int = 4) -> list[Story]:
-    return [Story(f"p{i}", c, "Write a news story.", f"The space tanker {c} {i} crashes.") for i in range(n)
+    return [Story(prompt_id=f"p{i}", condition=c, prompt="Write a news story.", text=f"The space tanker {c} {i} crashes.") for i in range(n)
             for c in ("baseline", "induced")]
 
 

@@ -48,7 +48,7 @@ TEXTS = [
 
 
 def stories(texts=TEXTS) -> list[Story]:
-    return [Story(f"l{i:02d}", "x", PROMPT, t) for i, t in enumerate(texts)]
+    return [Story(prompt_id=f"l{i:02d}", condition="x", prompt=PROMPT, text=t) for i, t in enumerate(texts)]
 
 
 @pytest.fixture(scope="session")

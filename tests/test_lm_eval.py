@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from creative_eval import direction as direction_mod
-from creative_eval import lm_eval_glue, lm_eval_hook, models
+from creative_eval import export, models
+from creative_eval.harness import autoload, model as steered_model
 from creative_eval.records import Pair
 
 BIN = Path(sys.executable).parent
@@ -27,23 +28,23 @@ def test_hook_registers_model_and_tasks():
     from lm_eval.tasks import TaskManager
 
     assert "steered_hf" in model_registry
-    assert model_registry.get("steered_hf") is lm_eval_glue.SteeredHF
+    assert model_registry.get("steered_hf") is steered_model.SteeredHF
     tm = TaskManager()
     assert {"creative", "creative_generate", "creative_pairwise", "creative_probe", "creative_rating"} <= set(tm.all_tasks)
-    assert Path(tm.task_index["creative_probe"].yaml_path).parent == lm_eval_hook.task_dir()
+    assert Path(tm.task_index["creative_probe"].yaml_path).parent == autoload.task_dir()
 
 
 def test_arguments_are_cast_and_unknown_ones_rejected():
-    assert lm_eval_glue._as_layer(-1.0) == -1 and lm_eval_glue._as_layer("8") == 8 and lm_eval_glue._as_layer(None) is None
+    assert steered_model._as_layer(-1.0) == -1 and steered_model._as_layer("8") == 8 and steered_model._as_layer(None) is None
     with pytest.raises(ValueError, match="whole number"):
-        lm_eval_glue._as_layer(2.5)
-    assert lm_eval_glue._as_bool("probe", "True") is True and lm_eval_glue._as_bool("probe", 0) is False
+        steered_model._as_layer(2.5)
+    assert steered_model._as_bool("probe", "True") is True and steered_model._as_bool("probe", 0) is False
     with pytest.raises(ValueError, match="alpah"):
-        lm_eval_glue.SteeredHF(alpah=1.0)
+        steered_model.SteeredHF(alpah=1.0)
     with pytest.raises(ValueError, match="alpha"):
-        lm_eval_glue.SteeredHF(alpha="nan")
+        steered_model.SteeredHF(alpha="nan")
     with pytest.raises(ValueError, match="positions"):
-        lm_eval_glue.SteeredHF(positions="middle")
+        steered_model.SteeredHF(positions="middle")
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +54,8 @@ def steered_pair(tmp_path_factory):
 
     model, tokenizer = models.load(models.EMBEDDED)
     d, path = direction_mod.auto(model, tokenizer, models.EMBEDDED)
-    pt = lm_eval_glue.export_steered(d, model, 0.5, "relative", tmp_path_factory.mktemp("export") / "d.pt")
-    ours = lm_eval_glue.SteeredHF(direction=str(path), alpha=0.5, norm="relative", device="cpu", batch_size=2)
+    pt = export.lm_eval_steered(d, model, 0.5, "relative", tmp_path_factory.mktemp("export") / "d.pt")
+    ours = steered_model.SteeredHF(direction=str(path), alpha=0.5, norm="relative", device="cpu", batch_size=2)
     builtin = SteeredModel(pretrained=models.resolve(models.EMBEDDED), steer_path=str(pt), device="cpu", batch_size=2)
     return ours, builtin
 
@@ -79,17 +80,17 @@ def test_parity_with_builtin_steered(steered_pair):
 
 def test_direction_for_another_model_is_refused(tiny, tmp_path):
     model, tokenizer = tiny
-    pairs = [Pair(f"p{i}", f"A wild tale number {i}.", f"A plain note number {i}.", "validation") for i in range(3)]
+    pairs = [Pair(id=f"p{i}", creative=f"A wild tale number {i}.", uncreative=f"A plain note number {i}.", split="validation") for i in range(3)]
     path = direction_mod.save(direction_mod.extract(model, tokenizer, pairs, 2, model_id="tiny"), tmp_path / "d.safetensors")
     with pytest.raises(direction_mod.DirectionMismatchError, match="tiny"):
-        lm_eval_glue.SteeredHF(direction=str(path), device="cpu")
+        steered_model.SteeredHF(direction=str(path), device="cpu")
 
 
 def test_export_refuses_other_extension(steered_pair, tmp_path):
     ours, _ = steered_pair
     with pytest.raises(ValueError, match=r"\.pt"):
-        lm_eval_glue.export_steered(ours.direction, ours.model, 0.5, "relative", tmp_path / "d.safetensors")
-    pt = lm_eval_glue.export_steered(ours.direction, ours.model, 2.0, "unit", tmp_path / "d.pt")
+        export.lm_eval_steered(ours.direction, ours.model, 0.5, "relative", tmp_path / "d.safetensors")
+    pt = export.lm_eval_steered(ours.direction, ours.model, 2.0, "unit", tmp_path / "d.pt")
     entry = torch.load(pt, weights_only=False)[f"layers.{ours.direction.layer - 1}"]
     assert entry["action"] == "add" and entry["steering_coefficient"] == 2.0
 
@@ -123,7 +124,7 @@ def test_lm_eval_cli_logs_per_sample_judgements(lm_eval_run):
     out, _ = lm_eval_run
     sample = json.loads(next(out.rglob("samples_creative_probe_*.jsonl")).read_text().splitlines()[0])
     judged = json.loads(sample["filtered_resps"][0])
-    assert isinstance(judged["probe"], float) and judged["n_tokens"] > 0 and isinstance(judged["story"], str)
+    assert isinstance(judged["probe"], float) and judged["status"] == "ok" and isinstance(judged["story"], str)
 
 
 def test_passthrough_rejects_bad_model_args_before_generating():
@@ -137,7 +138,7 @@ def test_passthrough_rejects_bad_model_args_before_generating():
 
 
 def _task_config(**meta) -> dict:
-    from creative_eval import lm_eval_tasks as t
+    from creative_eval.harness import tasks as t
 
     return {"task": "creative_test", "class": t.CreativeTask, "custom_dataset": t.load_dataset, "test_split": "test",
             "output_type": "generate_until", "doc_to_text": t.negated_prompt, "doc_to_target": "",
@@ -145,7 +146,7 @@ def _task_config(**meta) -> dict:
 
 
 def test_task_options_are_checked_when_built():
-    from creative_eval.lm_eval_tasks import CreativeTask
+    from creative_eval.harness.tasks import CreativeTask
 
     with pytest.raises(ValueError, match="measure='vibes'"):
         CreativeTask(config=_task_config(measure="vibes"))
@@ -153,7 +154,7 @@ def test_task_options_are_checked_when_built():
 
 @pytest.mark.skipif(not HAVE_JUDGES, reason="needs creative_eval.judges")
 def test_pairwise_asks_for_an_unsteered_baseline_and_missing_judge_is_refused():
-    from creative_eval.lm_eval_tasks import CreativeTask
+    from creative_eval.harness.tasks import CreativeTask
 
     with pytest.raises(Exception, match="no-such-judge"):
         CreativeTask(config=_task_config(measure="pairwise", judge="no-such-judge"))

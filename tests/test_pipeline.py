@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 
-from creative_eval import direction, generate, pipeline
+from creative_eval import direction, generate, pipeline, sweeps
 from creative_eval.records import CONDITIONS, Pair, Story, read_records
 
 PAIRS = [
-    Pair("a", "The space tanker crashes and spills its cargo. Write a news story.",
-         "The space tanker delivers its cargo without incident. Write a news story.", "test"),
-    Pair("b", "A dragon council argues about the rain.", "A dragon council meets and approves the minutes.", "test"),
-    Pair("c", "Once upon a time a clock argued about the rain.", "Once upon a time a clock showed the time.", "test"),
+    Pair(id="a", creative="The space tanker crashes and spills its cargo. Write a news story.",
+         uncreative="The space tanker delivers its cargo without incident. Write a news story.", split="test"),
+    Pair(id="b", creative="A dragon council argues about the rain.", uncreative="A dragon council meets and approves the minutes.", split="test"),
+    Pair(id="c", creative="Once upon a time a clock argued about the rain.", uncreative="Once upon a time a clock showed the time.", split="test"),
 ]
 SAMPLING = generate.Sampling(max_new_tokens=4, seed=3, batch_size=2)
 
@@ -46,7 +46,7 @@ def test_stories_resume_per_condition(tiny, tmp_path, monkeypatch):
 
 def test_steer_sweep_reports_gain_with_ci_and_perplexity(tiny):
     model, tokenizer = tiny
-    result = pipeline.steer_sweep(model, tokenizer, PAIRS, _direction(tiny), [0.0, 2.0], sampling=SAMPLING)
+    result = sweeps.steer_sweep(model, tokenizer, PAIRS, _direction(tiny), [0.0, 2.0], sampling=SAMPLING)
     zero, strong = result["rows"]
     assert zero["probe_diff"] == 0.0  # alpha 0 regenerates the baseline exactly (same seeds)
     assert strong["n"] == len(PAIRS) and strong["ci_low"] <= strong["probe_diff"] <= strong["ci_high"]

@@ -22,13 +22,13 @@ def _run() -> tuple[list[Story], list[Rating], list[Preference], dict[str, float
     """12 prompts x 3 conditions; judge 'self' rates induced higher, 'api.v1' is noisier; known decisions."""
     rng = np.random.default_rng(0)
     pids = [f"p{i:02d}" for i in range(N_PROMPTS)]
-    stories = [Story(p, c, f"prompt {p}", f"story {p} {c}", {"model": "embedded", "alpha": 0.5 if c == "induced"
+    stories = [Story(prompt_id=p, condition=c, prompt=f"prompt {p}", text=f"story {p} {c}", settings={"model": "embedded", "alpha": 0.5 if c == "induced"
                                                              else 0.0, "seed": 0, "layer": 8})
                for p in pids for c in CONDITIONS]
     base = {"baseline": 3.0, "induced": 5.0, "creative": 6.0}
-    ratings = [Rating(j, s.id, float(np.clip(base[s.condition] + rng.normal(0, sd), 0, 9)), None, None)
+    ratings = [Rating(judge=j, story_id=s.id, expected=float(np.clip(base[s.condition] + rng.normal(0, sd), 0, 9)), argmax=None, probs=None)
                for j, sd in (("self", 0.5), ("api.v1", 2.0)) for s in stories]
-    ratings[0] = Rating("self", stories[0].id, None, None, None, status="invalid: no digit")
+    ratings[0] = Rating(judge="self", story_id=stories[0].id, expected=None, argmax=None, probs=None, status="invalid: no digit")
     probe = {s.id: {"baseline": 0.01, "induced": 0.05, "creative": 0.03}[s.condition] + rng.normal(0, 0.01)
              for s in stories}
     # self: induced preferred on 10 prompts, one tie, one invalid; api.v1: right on even prompts only
@@ -38,11 +38,11 @@ def _run() -> tuple[list[Story], list[Rating], list[Preference], dict[str, float
         right = "B" if i % 2 else "A"
         wrong = "A" if i % 2 else "B"
         self_dec = {10: "tie", 11: None}.get(i, right)
-        prefs.append(Preference("self", f"{p}:bi", a, b, 0.6, 0.4, self_dec, self_dec != "tie",
+        prefs.append(Preference(judge="self", pair_id=f"{p}:bi", story_a=a, story_b=b, p_first_ab=0.6, p_first_ba=0.4, decision=self_dec, consistent=self_dec != "tie",
                                 status="ok" if self_dec else "invalid: parse"))
-        prefs.append(Preference("api.v1", f"{p}:bi", a, b, 0.6, 0.4, right if i % 2 == 0 else wrong, True))
+        prefs.append(Preference(judge="api.v1", pair_id=f"{p}:bi", story_a=a, story_b=b, p_first_ab=0.6, p_first_ba=0.4, decision=right if i % 2 == 0 else wrong, consistent=True))
     # humans: prefer the induced story, written in the opposite A/B order to the judges'
-    humans = [HumanLabel(f"h{p}", f"{p}:baseline", f"{p}:induced", choice="B", rater="r1") for p in pids]
+    humans = [HumanLabel(item_id=f"h{p}", story_a=f"{p}:baseline", story_b=f"{p}:induced", choice="B", rater="r1") for p in pids]
     return stories, ratings, prefs, probe, humans
 
 
@@ -74,11 +74,11 @@ def test_numbers_match_stats(built):
     stories, ratings, _, probe, _ = _run()
     ok = [r for r in ratings if r.judge == "self" and r.status == "ok" and r.story_id.endswith(":induced")]
     ref = stats.cluster_bootstrap([r.expected for r in ok], [r.story_id.split(":")[0] for r in ok], n_boot=N_BOOT)
-    got = s["ratings"]["self"]["induced"]
+    got = s["ratings"]["self"]["conditions"]["induced"]
     assert got["estimate"] == pytest.approx(ref.estimate)
     assert (got["ci_low"], got["ci_high"]) == pytest.approx((ref.ci_low, ref.ci_high))
     assert got["n"] == N_PROMPTS and s["ratings"]["self"]["n_invalid"] == 1
-    assert s["ratings"]["self"]["baseline"]["n"] == N_PROMPTS - 1  # the invalid rating is left out
+    assert s["ratings"]["self"]["conditions"]["baseline"]["n"] == N_PROMPTS - 1  # the invalid rating is left out
     # pairwise: 10 right, 1 tie (counts as a loss), 1 invalid (left out, counted)
     pw = s["pairwise"]["self"]
     assert pw["win_rate"]["estimate"] == pytest.approx(10 / 11)
@@ -96,7 +96,7 @@ def test_numbers_match_stats(built):
 def test_pairwise_win_rates_are_split_by_comparison():
     _, _, prefs, _, _ = _run()
     # the judge always prefers the baseline over the creative-prompt story
-    prefs += [Preference("self", f"p{i:02d}:cb", f"p{i:02d}:creative", f"p{i:02d}:baseline", 0.3, 0.7, "B", True)
+    prefs += [Preference(judge="self", pair_id=f"p{i:02d}:cb", story_a=f"p{i:02d}:creative", story_b=f"p{i:02d}:baseline", p_first_ab=0.3, p_first_ba=0.7, decision="B", consistent=True)
               for i in range(N_PROMPTS)]
     pw = report.pairwise_summary(prefs, n_boot=N_BOOT)["self"]
     assert pw["comparisons"]["induced>baseline"]["win_rate"]["estimate"] == pytest.approx(10 / 11)
@@ -108,7 +108,7 @@ def test_pairwise_win_rates_are_split_by_comparison():
 def test_human_raters_get_a_bar_and_inter_rater_agreement():
     stories, ratings, prefs, probe, humans = _run()
     # a second rater who prefers the baseline on the first four prompts
-    humans += [HumanLabel(h.item_id, h.story_a, h.story_b, choice="A" if i < 4 else "B", rater="r2")
+    humans += [HumanLabel(item_id=h.item_id, story_a=h.story_a, story_b=h.story_b, choice="A" if i < 4 else "B", rater="r2")
                for i, h in enumerate(humans)]
     s = report.summarize(stories, ratings, prefs, probe, humans, n_boot=N_BOOT)
     assert s["pairwise"]["humans"]["comparisons"]["induced>baseline"]["win_rate"]["estimate"] == pytest.approx(20 / 24)
@@ -121,11 +121,11 @@ def test_human_raters_get_a_bar_and_inter_rater_agreement():
 
 def test_pair_biases_count_consistency_and_longer_wins():
     words = {"p:a": 10, "p:b": 20, "q:a": 5, "q:b": 5, "r:a": 30, "r:b": 3}
-    prefs = [Preference("j", "1", "p:a", "p:b", 0.2, 0.8, "B", True),    # longer wins
-             Preference("j", "2", "r:a", "r:b", 0.3, 0.7, "B", True),    # shorter wins
-             Preference("j", "3", "q:a", "q:b", 0.9, 0.1, "A", True),    # same length: left out
-             Preference("j", "4", "p:a", "p:b", 0.9, 0.9, "tie", False),  # tie: not decisive, inconsistent
-             Preference("j", "5", "x:a", "x:b", None, None, None, None, "invalid: parse")]
+    prefs = [Preference(judge="j", pair_id="1", story_a="p:a", story_b="p:b", p_first_ab=0.2, p_first_ba=0.8, decision="B", consistent=True),    # longer wins
+             Preference(judge="j", pair_id="2", story_a="r:a", story_b="r:b", p_first_ab=0.3, p_first_ba=0.7, decision="B", consistent=True),    # shorter wins
+             Preference(judge="j", pair_id="3", story_a="q:a", story_b="q:b", p_first_ab=0.9, p_first_ba=0.1, decision="A", consistent=True),    # same length: left out
+             Preference(judge="j", pair_id="4", story_a="p:a", story_b="p:b", p_first_ab=0.9, p_first_ba=0.9, decision="tie", consistent=False),  # tie: not decisive, inconsistent
+             Preference(judge="j", pair_id="5", story_a="x:a", story_b="x:b", p_first_ab=None, p_first_ba=None, decision=None, consistent=None, status="invalid: parse")]
     got = report.pair_biases(prefs, words)
     assert got["position_consistency"]["estimate"] == pytest.approx(3 / 4) and got["position_consistency"]["n"] == 4
     assert got["longer_wins"]["estimate"] == pytest.approx(1 / 2) and got["longer_wins"]["n"] == 2
@@ -144,7 +144,7 @@ def test_compare_judges_mcnemar_holm():
 
 def test_rating_judges_get_spearman_with_human_ratings():
     stories, ratings, _, _, _ = _run()
-    humans = [HumanLabel(f"{s.id}#Surprise", s.id, rating={"baseline": 1.0, "induced": 3.0, "creative": 5.0}
+    humans = [HumanLabel(item_id=f"{s.id}#Surprise", story_a=s.id, rating={"baseline": 1.0, "induced": 3.0, "creative": 5.0}
                          [s.condition] + k, rater=f"r{k}") for s in stories for k in (0, 1)]
     res = report.compare_judges([], ratings, humans, n_boot=N_BOOT)
     assert res["judges"]["self"]["spearman"]["Surprise"]["estimate"] > 0.8
@@ -165,7 +165,7 @@ def _files(tmp_path) -> list[str]:
 
 @pytest.mark.parametrize("check, code", [
     ("pairwise.self.win_rate.ci_low>=0.5", 0),
-    ("ratings.self.induced.estimate > 8", 1),
+    ("ratings.self.conditions.induced.estimate > 8", 1),
     ("pairwise.nobody.win_rate.estimate>=0.5", 1),   # missing path fails, it does not pass silently
     ("pairwise.self.win_rate >= 0.5", 1),            # not a number
     ("pairwise.self.win_rate.ci_low ~ 0.5", 2),      # malformed: usage error
@@ -222,6 +222,6 @@ def test_plot_sweep(tmp_path):
 
 def test_cli_compare_judges_without_matching_labels_is_an_error(tmp_path, capsys):
     args = _files(tmp_path)
-    write_jsonl(tmp_path / "other.jsonl", [HumanLabel("x", "q1:baseline", "q1:induced", choice="A")])
+    write_jsonl(tmp_path / "other.jsonl", [HumanLabel(item_id="x", story_a="q1:baseline", story_b="q1:induced", choice="A")])
     assert main(["compare-judges", args[0], "--humans", str(tmp_path / "other.jsonl")]) == 2
     assert "no judgement matches" in capsys.readouterr().err

@@ -11,6 +11,7 @@ servers and the probe, every judgement persisted as it is made.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -21,13 +22,13 @@ from . import presets, store
 from .base import Judge, PairItem, Templates
 
 
-def load_judge(preset: str | Path, model=None, tokenizer=None):
-    """A judge from a preset; `model`/`tokenizer` (e.g. the generator, preset `self`) override its model."""
+def load_judge(preset: str | Path, model=None, tokenizer=None, direction=None):
+    """A judge from a preset; `model`/`tokenizer` (e.g. the generator, preset `self`) override its model, and
+    `direction` (a Direction) the probe preset's `direction` field (a file, or `auto` at its `layer`)."""
     cfg = presets.load(preset)
     templates = Templates(cfg.get("template_rate", Templates.rate), cfg.get("template_compare", Templates.compare))
+    # backends are imported on use: an API judge needs neither torch models nor a probe
     if cfg["backend"] == "openai":
-        import os
-
         from .openai_backend import OpenAIJudge
 
         key = os.environ.get(cfg["api_key_env"]) if cfg.get("api_key_env") else None
@@ -39,10 +40,11 @@ def load_judge(preset: str | Path, model=None, tokenizer=None):
     if model is None:
         model, tokenizer = models.load(cfg.get("model", models.EMBEDDED), cfg.get("dtype"), cfg.get("device_map"))
     if cfg["backend"] == "probe":
-        from .. import direction
+        from .. import direction as direction_mod
         from .probe_judge import ProbeJudge
 
-        d, _ = direction.auto(model, tokenizer, cfg.get("model", models.EMBEDDED), cfg.get("layer"))
+        d = direction or direction_mod.resolve(cfg.get("direction", "auto"), model, tokenizer,
+                                               cfg.get("model", models.EMBEDDED), cfg.get("layer"))[0]
         scale = tuple(cfg["scale"]) if cfg.get("scale") else None
         return ProbeJudge(cfg["id"], model, tokenizer, d, tie_band=cfg.get("tie_band", 0.0), scale=scale)
     from .hf import HFJudge

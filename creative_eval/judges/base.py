@@ -67,16 +67,17 @@ def parse_digit(text: str, allowed: Sequence[str] = DIGITS) -> str | None:
 
 def rating_from_probs(judge: str, story: Story, probs: list[float] | None, raw: str | None, th: str, latency: float) -> Rating:
     """A Rating from digit probabilities (logprob backends) or from a generated answer (parse mode)."""
+    common = {"judge": judge, "story_id": story.id, "raw": raw, "template_hash": th, "latency_s": latency}
     if probs is not None:
         if sum(probs) <= 0:
-            return Rating(judge, story.id, None, None, None, "invalid: no digit among the top tokens", raw, th, latency)
+            return Rating(**common, status="invalid: no digit among the top tokens")
         e, k = expected_and_argmax(probs)
         total = sum(probs)
-        return Rating(judge, story.id, e, k, [p / total for p in probs], "ok", raw, th, latency)
+        return Rating(**common, expected=e, argmax=k, probs=[p / total for p in probs])
     digit = parse_digit(raw or "")
     if digit is None:
-        return Rating(judge, story.id, None, None, None, f"invalid: no digit 0-9 in answer {raw!r:.60}", raw, th, latency)
-    return Rating(judge, story.id, float(digit), int(digit), None, "ok", raw, th, latency)
+        return Rating(**common, status=f"invalid: no digit 0-9 in answer {raw!r:.60}")
+    return Rating(**common, expected=float(digit), argmax=int(digit))
 
 
 def p_first(probs: list[float] | None, raw: str | None) -> float | None:
@@ -89,13 +90,14 @@ def p_first(probs: list[float] | None, raw: str | None) -> float | None:
 
 def preference(judge: str, item: PairItem, p_ab: float | None, p_ba: float | None, th: str, latency: float) -> Preference:
     """Decision from both orders: A if both orders favour A, B if both favour B, else a tie (inconsistent)."""
+    common = {"judge": judge, "pair_id": item.id, "story_a": item.a.id, "story_b": item.b.id, "p_first_ab": p_ab,
+              "p_first_ba": p_ba, "template_hash": th, "latency_s": latency}
     if p_ab is None or p_ba is None:
-        return Preference(judge, item.id, item.a.id, item.b.id, p_ab, p_ba, None, None,
-                          "invalid: no label 1/2 in one order", th, latency)
+        return Preference(**common, decision=None, consistent=None, status="invalid: no label 1/2 in one order")
     a_ab, a_ba = p_ab > 0.5, p_ba < 0.5
     consistent = a_ab == a_ba
     decision = ("A" if a_ab else "B") if consistent else "tie"
-    return Preference(judge, item.id, item.a.id, item.b.id, p_ab, p_ba, decision, consistent, "ok", th, latency)
+    return Preference(**common, decision=decision, consistent=consistent)
 
 
 class Judge:

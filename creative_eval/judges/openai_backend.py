@@ -37,6 +37,8 @@ class OpenAIJudge(Judge):
         key = api_key or os.environ.get("OPENAI_API_KEY") or ("none" if self.base_url else None)
         if key is None:
             raise JudgeBackendError(f"judge {judge_id!r}: no API key; set OPENAI_API_KEY or pass api_key")
+        # our own backoff, not the client's max_retries: the client reports its retries only through a private
+        # logger, and the retry count is part of what a judge run reports
         self.client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout_s, max_retries=0)
         self.model, self.parse, self.concurrency = model, parse, concurrency
         self.max_retries, self.backoff_s, self.progress = max_retries, backoff_s, progress

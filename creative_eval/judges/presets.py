@@ -11,7 +11,7 @@ _PACKAGED = Path(__file__).resolve().parent / "presets"  # where a wheel puts th
 PRESET_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "judges"
 BACKENDS = ("hf", "openai", "probe")
 FIELDS = {"backend", "model", "base_url", "api_key_env", "parse", "template_rate", "template_compare", "dtype",
-          "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "timeout_s", "id"}
+          "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "direction", "timeout_s", "id"}
 
 
 class PresetError(ValueError):

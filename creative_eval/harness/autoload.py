@@ -18,14 +18,14 @@ from types import ModuleType
 from typing import Callable
 
 MODEL_NAME = "steered_hf"
-MODEL_TARGET = "creative_eval.lm_eval_glue:SteeredHF"
+MODEL_TARGET = "creative_eval.harness.model:SteeredHF"
 
 
 def task_dir() -> Path:
     """The task YAMLs: inside the package in a wheel, the repository's `tasks/` in an editable install."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "tasks"
-    return packaged if packaged.is_dir() else here.parent / "tasks"
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "tasks"
+    return packaged if packaged.is_dir() else package.parent / "tasks"
 
 
 def register_model(registry: ModuleType) -> None:

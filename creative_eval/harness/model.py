@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,9 +17,9 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from . import activations, models, steering
-from . import direction as direction_mod
-from .lm_eval_hook import MODEL_NAME
+from .. import activations, models, probe, steering
+from .. import direction as direction_mod
+from .autoload import MODEL_NAME
 
 OWN_ARGS = ("pretrained", "direction", "layer", "alpha", "norm", "positions", "probe")
 REQUEST_FLAGS = ("steer", "chat")
@@ -100,52 +99,47 @@ class SteeredHF(HFLM):
         SteeredHF.live = self
 
     def _direction(self, source: str, layer: int | None) -> tuple[direction_mod.Direction, str]:
-        if source != "auto":
-            d = direction_mod.load(source, self.model)
-            if layer is not None and layer != d.layer:
-                raise ValueError(f"layer={layer} but {source} was extracted at layer {d.layer}; drop `layer` "
-                                 "or use direction=auto")
-            return d, source
-        if self.world_size > 1 and self.rank != 0:  # rank 0 extracts and caches; the others read the cache
+        parallel = self.world_size > 1 and source == "auto"  # rank 0 extracts and caches; the others read it
+        if parallel and self.rank != 0:
             self.accelerator.wait_for_everyone()
-        d, path = direction_mod.auto(self.model, self.tokenizer, self.model_id, layer)
-        if self.world_size > 1 and self.rank == 0:
+        out = direction_mod.resolve(source, self.model, self.tokenizer, self.model_id, layer)
+        if parallel and self.rank == 0:
             self.accelerator.wait_for_everyone()
-        return d, str(path)
+        return out
 
-    def _steering(self, on: bool = True, trace: steering.ProbeTrace | None = None):
-        return steering.steering(self.model, [self.steer] if on else [], trace=trace)
+    def _steering(self, on: bool = True):
+        return steering.steering(self.model, [self.steer] if on else [])
 
     def apply_chat_template(self, *args, **kwargs) -> str:
         self._chat_applied = True
         return super().apply_chat_template(*args, **kwargs)
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        prompts, steered = [], []
         for req in requests:
             context, gen_kwargs = req.args[0], dict(req.args[1])
-            if _as_bool("chat", gen_kwargs.pop("chat", False)) and not self._chat_applied:
+            chat = _as_bool("chat", gen_kwargs.pop("chat", False)) and not self._chat_applied
+            prompts.append(context)
+            steered.append(_as_bool("steer", gen_kwargs.get("steer", True)))
+            if chat:
                 context = activations.render(self.tokenizer, context, None, template=True)
             req.arguments = (context, gen_kwargs, *req.args[2:])
-        return super().generate_until(requests, disable_tqdm=disable_tqdm)
+        texts = super().generate_until(requests, disable_tqdm=disable_tqdm)
+        if self.record_probe:
+            self._record(prompts, texts, steered)
+        return texts
+
+    def _record(self, prompts: list[str], texts: list[str], steered: list[bool]) -> None:
+        """Probe score of every generated row on the unsteered model, by the probe's own rule (so it equals
+        `creative-eval score` on the same text); steering at block l leaves layer l itself unchanged, so this is
+        also what the model read at layer l while it generated."""
+        scores = probe.Probe(self.model, self.tokenizer, self.direction).score(prompts, texts)
+        self.probe_scores += [{"steered": on, "probe": s.score, "n_tokens": s.n_tokens} for on, s in zip(steered, scores)]
 
     def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
         on = _as_bool("steer", generation_kwargs.pop("steer", True))
-        trace = steering.ProbeTrace(self.direction.layer, self.direction.vector) if self.record_probe else None
-        with self._steering(on, trace):
-            out = super()._model_generate(context, max_length, stop, **generation_kwargs)
-        if trace is not None:
-            self._record(context, out, trace, on)
-        return out
-
-    def _record(self, context: torch.Tensor, out: torch.Tensor, trace: steering.ProbeTrace, steered: bool) -> None:
-        """Pre-injection probe score per row: mean cosine over the real prompt tokens and the generated ones."""
-        cos = trace.cosines()
-        pad = self.tokenizer.pad_token_id
-        real = torch.cat([context.cpu() != pad, out[:, context.shape[1]:].cpu() != pad], dim=1)[:, : cos.shape[1]]
-        real[:, 0] = False  # the attention sink
-        for row in range(cos.shape[0]):
-            self.probe_scores.append({"steered": steered, "probe": float(cos[row][real[row]].mean()),
-                                      "n_tokens": int(real[row].sum())})
+        with self._steering(on):
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
 
     def _model_call(self, inps: torch.Tensor, attn_mask=None, labels=None) -> torch.Tensor:
         if self.steer.positions != "all":
@@ -155,31 +149,3 @@ class SteeredHF(HFLM):
             )
         with self._steering():
             return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
-
-
-def hookpoint(model: torch.nn.Module, layer: int) -> str:
-    """Name of block `layer` inside `model.base_model`, as lm-eval's `steered` model addresses it."""
-    target = models.block(model, layer)
-    for name, module in model.base_model.named_modules():
-        if module is target:
-            return name
-    raise TypeError(f"block {layer} is not inside {type(model).__name__}.base_model")
-
-
-def export_steered(
-    direction: direction_mod.Direction, model: torch.nn.Module, alpha: float, norm: str, path: str | Path
-) -> Path:
-    """Write the direction as lm-eval's built-in `steered` model reads it (a torch .pt dict; that format is
-    a pickle, which the built-in model loads with weights_only=False)."""
-    steering.check(alpha, norm)
-    direction.check(model)
-    config = {hookpoint(model, direction.layer): {
-        "steering_vector": direction.vector.detach().float().cpu(), "steering_coefficient": alpha * steering.scale(direction, norm),
-        "action": "add", "bias": None, "head_index": None,
-    }}
-    path = Path(path)
-    if path.suffix not in (".pt", ".pth"):
-        raise ValueError(f"{path}: lm-eval's steered model reads .pt or .pth files; change the extension")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(config, path)
-    return path

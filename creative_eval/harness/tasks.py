@@ -18,8 +18,10 @@ import datasets
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
-from . import models, pairs, stats
-from .records import Story
+from .. import direction, judges, models, pairs, stats
+from ..judges import PairItem
+from ..records import Story
+from .model import SteeredHF
 
 MEASURES = ("none", "probe", "rating", "pairwise")
 JUDGE_ENV = "CREATIVE_EVAL_JUDGE"
@@ -75,8 +77,6 @@ class CreativeTask(ConfigurableTask):
         self.judge = self._load_judge(meta) if self.measure in ("rating", "pairwise") else None
 
     def _load_judge(self, meta: dict):
-        from . import judges
-
         return judges.load_judge(_judge_preset(meta))
 
     def construct_requests(self, doc: dict, ctx: str, **kwargs: Any) -> list[Instance] | Instance:
@@ -108,16 +108,13 @@ class CreativeTask(ConfigurableTask):
         for group in docs:
             inst = group[idx]
             text = next(iter(inst.filtered_resps.values()))
-            out.append(Story(inst.doc["id"], condition, self.doc_to_text(inst.doc), text))
+            out.append(Story(prompt_id=inst.doc["id"], condition=condition, prompt=self.doc_to_text(inst.doc), text=text))
         return out
 
     def _judge_probe(self, docs: list[dict[int, Instance]]) -> list[dict]:
-        from . import probe
-
         stories = self._stories(docs)
-        model, tokenizer, direction = _probe_parts(self.config.metadata or {})
-        scores = probe.Probe(model, tokenizer, direction).score([s.prompt for s in stories], [s.text for s in stories])
-        return [{"story": s.text, "probe": p.score, "n_tokens": p.n_tokens} for s, p in zip(stories, scores)]
+        ratings = _probe_judge(self.config.metadata or {}).rate(stories)
+        return [{"story": s.text, "probe": r.score, **dataclasses.asdict(r)} for s, r in zip(stories, ratings)]
 
     def _judge_rating(self, docs: list[dict[int, Instance]]) -> list[dict]:
         stories = self._stories(docs)
@@ -126,8 +123,6 @@ class CreativeTask(ConfigurableTask):
 
     def _judge_pairwise(self, docs: list[dict[int, Instance]]) -> list[dict]:
         steered, baseline = self._stories(docs), self._stories(docs, idx=1, condition=BASELINE)
-        from .judges import PairItem
-
         prefs = self.judge.compare([PairItem(s, b) for s, b in zip(steered, baseline)])
         return [{"story": s.text, "baseline": b.text, **dataclasses.asdict(p)}
                 for s, b, p in zip(steered, baseline, prefs)]
@@ -159,24 +154,20 @@ def _pairwise_metrics(pref: dict) -> dict[str, float]:
     return {**out, **{f"{k}_ci95_low": v for k, v in out.items()}, **{f"{k}_ci95_high": v for k, v in out.items()}}
 
 
-_PROBE_CACHE: dict[tuple, tuple] = {}
+_PROBE_JUDGES: dict[tuple, Any] = {}
 
 
-def _probe_parts(meta: dict):
-    """The evaluated model when it is a live steered_hf in this process (no second load), else the model
-    named in metadata (`pretrained`, default embedded) with its auto direction."""
-    from . import direction as direction_mod
-    from .lm_eval_glue import SteeredHF
-
+def _probe_judge(meta: dict):
+    """The probe judge on the evaluated model and its direction when that is a live steered_hf in this process
+    (no second load), else on the model named in metadata (`pretrained`, default embedded) with `direction`
+    (default auto) at `layer`."""
     live = SteeredHF.live
     if live is not None:
-        return live.model, live.tokenizer, live.direction
+        return judges.load_judge("probe", live.model, live.tokenizer, live.direction)
     name = str(meta.get("pretrained") or models.EMBEDDED)
-    key = (name, meta.get("direction", "auto"), meta.get("layer"))
-    if key not in _PROBE_CACHE:
+    key = (name, str(meta.get("direction", "auto")), meta.get("layer"))
+    if key not in _PROBE_JUDGES:
         model, tokenizer = models.load(name)
-        source = str(key[1])
-        d = (direction_mod.auto(model, tokenizer, name, key[2])[0] if source == "auto"
-             else direction_mod.load(source, model))
-        _PROBE_CACHE[key] = (model, tokenizer, d)
-    return _PROBE_CACHE[key]
+        d, _ = direction.resolve(key[1], model, tokenizer, name, key[2])
+        _PROBE_JUDGES[key] = judges.load_judge("probe", model, tokenizer, d)
+    return _PROBE_JUDGES[key]

@@ -1,0 +1,124 @@
+"""Figure 1 (ratings | probe | pairwise agreement) and the layer-sweep plot, from summary dicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .summary import CHANCE, ordered_conditions  # noqa: E402
+
+
+def _ci_err(ests: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    mid = np.array([e.get("estimate") if e.get("estimate") is not None else np.nan for e in ests], dtype=float)
+    lo = np.array([e.get("ci_low") if e.get("ci_low") is not None else np.nan for e in ests], dtype=float)
+    hi = np.array([e.get("ci_high") if e.get("ci_high") is not None else np.nan for e in ests], dtype=float)
+    return mid, np.nan_to_num(np.vstack([mid - lo, hi - mid]))
+
+
+def _empty(ax: plt.Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _panel_ratings(ax: plt.Axes, ratings: dict[str, dict]) -> None:
+    ax.set_title("Judge ratings per condition")
+    conds = ordered_conditions(c for e in ratings.values() for c in e["conditions"])
+    if not conds:
+        return _empty(ax, "no ratings")
+    width = 0.8 / len(ratings)
+    for j, (judge, entry) in enumerate(ratings.items()):
+        mid, err = _ci_err([entry["conditions"].get(c, {}) for c in conds])
+        ax.bar(np.arange(len(conds)) + (j - (len(ratings) - 1) / 2) * width, mid, width, yerr=err, capsize=4,
+               label=f"{judge} (invalid {entry['n_invalid']})")
+    ax.set_xticks(range(len(conds)), conds)
+    ax.set_ylim(0, 9)
+    ax.set_ylabel("mean rating, 0-9 (95% CI over prompts)")
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def _panel_probe(ax: plt.Axes, probe: dict[str, dict]) -> None:
+    ax.set_title("Probe score per condition")
+    conds = [c for c, e in probe.items() if e.get("values")]
+    if not conds:
+        return _empty(ax, "no probe scores")
+    ax.violinplot([probe[c]["values"] for c in conds], positions=range(len(conds)), showextrema=False)
+    rng = np.random.default_rng(0)
+    for i, c in enumerate(conds):
+        v = probe[c]["values"]
+        ax.scatter(i + rng.uniform(-0.08, 0.08, len(v)), v, s=8, color="grey", alpha=0.6, zorder=2)
+    mid, err = _ci_err([probe[c] for c in conds])
+    ax.errorbar(range(len(conds)), mid, yerr=err, fmt="o", color="black", capsize=6, zorder=3, label="mean, 95% CI")
+    ax.set_xticks(range(len(conds)), [f"{c}\n(n={probe[c]['n']})" for c in conds])
+    ax.set_ylabel("probe score (mean cosine with direction)")
+    ax.legend(fontsize=8)
+
+
+def _panel_agreement(ax: plt.Axes, pairwise: dict[str, dict], humans: dict[str, Any]) -> None:
+    ax.set_title("Pairwise judges: agreement with labels")
+    bars = [(j, "agrees with human labels", e["agreement"]) for j, e in humans["judges"].items() if "agreement" in e]
+    bars += [(j, "prefers " + c.replace(">", " over "), e["win_rate"]) for j, entry in pairwise.items()
+             for c, e in entry.get("comparisons", {}).items() if "win_rate" in e]
+    if not bars:
+        return _empty(ax, "no pairwise judgements")
+    judges = sorted({b[0] for b in bars})
+    kinds = list(dict.fromkeys(b[1] for b in sorted(bars, key=lambda b: (not b[1].startswith("agrees"), b[1]))))
+    width = 0.8 / len(kinds)
+    for k, kind in enumerate(kinds):
+        sel = {j: e for j, kd, e in bars if kd == kind}
+        mid, err = _ci_err([sel.get(j, {}) for j in judges])
+        x = np.arange(len(judges)) + (k - (len(kinds) - 1) / 2) * width
+        ax.bar(x, mid, width, yerr=err, capsize=4, label=kind)
+        for xi, j, m, up in zip(x, judges, mid, err[1]):
+            if j in sel:
+                ax.text(xi, np.nan_to_num(m) + up + 0.01, f"{m:.2f}\nn={sel[j]['n']}", ha="center", va="bottom",
+                        fontsize=7)
+    ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label="chance (no ties)")
+    ax.set_xticks(range(len(judges)), judges)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("share of pairs, ties count as wrong (95% CI)")
+    ax.legend(fontsize=8, loc="upper right")
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def figure1(summary: dict[str, Any], path: str | Path) -> Path:
+    """Figure 1: ratings per condition and judge | probe score per condition | judges' agreement."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    _panel_ratings(axes[0], summary["ratings"])
+    _panel_probe(axes[1], summary["probe"])
+    _panel_agreement(axes[2], summary["pairwise"], summary["humans"])
+    return _save(fig, path)
+
+
+def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
+    """AUROC per layer with its CI, the robustness AUROC, the TF-IDF baseline and the chosen layer."""
+    layers = result["layers"]
+    x = [r["layer"] for r in layers]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    mid, err = _ci_err([{"estimate": r["auroc"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]} for r in layers])
+    ax.errorbar(x, mid, yerr=err, fmt="o-", capsize=3, label="test AUROC (95% CI)")
+    ax.plot(x, [r["robust_auroc"] for r in layers], "s--", label="robustness AUROC")
+    lex = result.get("lexical_baseline", {})
+    if "test_auroc" in lex:
+        ax.axhline(lex["test_auroc"], color="grey", linestyle=":", label="TF-IDF baseline (test)")
+    ax.axvline(result["best_layer"], color="green", alpha=0.4, linewidth=6, label=f"chosen layer {result['best_layer']}")
+    ax.axhline(CHANCE, color="black", linewidth=0.8)
+    ax.set_xlabel("layer (output of decoder block l)")
+    ax.set_ylabel("AUROC, creative vs negated prompt")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)

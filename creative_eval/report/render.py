@@ -1,0 +1,157 @@
+"""The report as tables, Markdown, HTML and the short CI summary; every document reads the same tables."""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from .checks import Check, check_rows
+
+
+def fmt_estimate(e: dict | None, digits: int = 2) -> str:
+    """`0.50 [0.29, 0.71]`, or `–` for a missing or undefined estimate."""
+    if not e or e.get("estimate") is None:
+        return "–"
+    if e.get("ci_low") is None:
+        return f"{e['estimate']:.{digits}f}"
+    return f"{e['estimate']:.{digits}f} [{e['ci_low']:.{digits}f}, {e['ci_high']:.{digits}f}]"
+
+
+Table = tuple[str, list[str], list[list[str]]]
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def tables(summary: dict[str, Any]) -> list[Table]:
+    """The report's tables as (title, header, rows), rendered to Markdown and HTML alike."""
+    out: list[Table] = []
+    meta = summary["meta"]
+    out.append(("Run", ["setting", "value"], [[k, json.dumps(v) if not isinstance(v, str) else v]
+                                             for k, v in meta.items()]))
+    rows = [[judge, cond, str(e.get("n", 0)), fmt_estimate(e), str(entry["n_invalid"])]
+            for judge, entry in summary["ratings"].items() for cond, e in entry["conditions"].items()]
+    out.append(("Ratings (0-9), mean per condition, 95% CI resampling prompts",
+                ["judge", "condition", "n prompts", "mean [95% CI]", "invalid (judge)"], rows))
+    rows = [[c, str(e.get("n", 0)), fmt_estimate(e, 4)] for c, e in summary["probe"].items()]
+    out.append(("Probe score per condition, 95% CI resampling prompts", ["condition", "n prompts", "mean [95% CI]"],
+                rows))
+    rows = [[j, c, str(e["n_judgements"]), fmt_estimate(e.get("win_rate")), fmt_estimate(e.get("win_rate_excl_ties")),
+             str(e.get("n_ties", "–")), str(e["n_invalid"])] for j, entry in summary["pairwise"].items()
+            for c, e in [("all", entry), *entry.get("comparisons", {}).items()]]
+    out.append(("Pairwise: the more creative condition preferred (baseline vs induced/creative)",
+                ["judge", "comparison", "n pairs", "win rate (ties lose)", "win rate excl. ties", "ties", "invalid"],
+                rows))
+    rows = [[j, fmt_estimate(e.get("position_consistency")), str(e.get("position_consistency", {}).get("n", 0)),
+             fmt_estimate(e.get("longer_wins")), str(e.get("longer_wins", {}).get("n", 0))]
+            for j, e in summary["pairwise"].items()]
+    out.append(("Pairwise judges' biases (Wilson 95% CI over pairs)",
+                ["judge", "position consistency", "n", "longer story wins", "n decisive, lengths differ"], rows))
+    out += compare_tables(summary["humans"])
+    for task, metrics in summary["lm_eval"].items():
+        rows = [[m, _p(v.get("value")), _p(v.get("stderr")), fmt_estimate(v.get("samples"), 3),
+                 str(v.get("samples", {}).get("n", "–"))] for m, v in metrics.items()]
+        out.append((f"lm-eval task {task}", ["metric", "value", "stderr", "per-sample mean [95% CI]", "n"], rows))
+    return out
+
+
+def compare_tables(result: dict[str, Any]) -> list[Table]:
+    """compare-judges as tables: each judge vs human labels, then McNemar tests between judges."""
+    rows = []
+    for judge, e in result["judges"].items():
+        if "n_labels" in e:
+            rows.append([judge, "pairwise", str(e["n_labels"]), fmt_estimate(e.get("agreement")),
+                         fmt_estimate(e.get("agreement_excl_ties")), fmt_estimate(e.get("kappa")), str(e.get("n_ties", "–")),
+                         str(e["n_invalid"])])
+        for aspect, est in e.get("spearman", {}).items():
+            rows.append([judge, f"rating: Spearman with human {aspect}", str(est["n"]), fmt_estimate(est), "–", "–", "–", "–"])
+    out: list[Table] = [("Judges vs human labels (95% CI; agreement resamples prompts)",
+                         ["judge", "kind", "n", "agreement", "agreement excl. ties", "kappa", "ties", "invalid"],
+                         rows)] if rows else []
+    if result.get("inter_rater"):
+        e = result["inter_rater"]
+        out.append(("Human raters: inter-rater agreement", ["statistic", "n items", "estimate [95% CI]"],
+                    [["Krippendorff's alpha (nominal A/B/tie)", str(e["n"]), fmt_estimate(e, 3)]]))
+    tests = [[t["judge_a"], t["judge_b"], str(t["n"]), f"{t['b']}/{t['c']}", _p(t["p_value"]), _p(t["p_holm"])]
+             for t in result["mcnemar"]]
+    if tests:
+        out.append(("Judge vs judge: exact McNemar on correctness, Holm-adjusted",
+                    ["judge A", "judge B", "n common", "A only / B only right", "p", "p (Holm)"], tests))
+    return out
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CAPTION = ("Left: mean 0-9 rating per condition and judge. Centre: probe score per story (violin, dots) with the "
+            "mean. Right: pairwise judges' agreement with human labels and how often they prefer the more creative "
+            "condition (induced or creative prompt over baseline). "
+            "Bars: 95% CIs resampling prompts.")
+
+
+def render_markdown(name: str, summary: dict[str, Any], checks: list[Check] = ()) -> str:
+    parts = [f"# creative-eval report: {name}", "", "![Figure 1](figure1.png)", "", _CAPTION, ""]
+    for title, header, rows in tables(summary):
+        parts += [f"## {title}", "", markdown_table(header, rows) if rows else "_none_", ""]
+    if checks:
+        parts += ["## Checks", "", markdown_table(*check_rows(checks)), ""]
+    return "\n".join(parts)
+
+
+def render_html(name: str, summary: dict[str, Any], checks: list[Check] = ()) -> str:
+    title = html.escape(f"creative-eval report: {name}")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>"
+             "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px}</style></head><body>", f"<h1>{title}</h1>",
+             "<img src='figure1.png' alt='Figure 1' style='max-width:100%'>", f"<p>{html.escape(_CAPTION)}</p>"]
+    for t, header, rows in tables(summary):
+        parts += [f"<h2>{html.escape(t)}</h2>", _html_table(header, rows) if rows else "<p>none</p>"]
+    if checks:
+        parts += ["<h2>Checks</h2>", _html_table(*check_rows(checks))]
+    return "\n".join(parts + ["</body></html>"])
+
+
+def ci_markdown(name: str, summary: dict[str, Any], checks: list[Check], report_path: str | Path) -> str:
+    """A short summary for a CI step summary or a pull-request comment: key numbers and the checks."""
+    status = "all checks passed" if all(c.passed for c in checks) else "CHECKS FAILED"
+    lines = [f"### creative-eval: {name} — {status if checks else 'no checks'}", ""]
+    key = [[j, c, fmt_estimate(e)] for j, entry in summary["ratings"].items() for c, e in entry["conditions"].items()]
+    key += [[j, "pairwise win rate", fmt_estimate(e.get("win_rate"))] for j, e in summary["pairwise"].items()]
+    key += [[j, "agreement with humans", fmt_estimate(e.get("agreement"))] for j, e in summary["humans"]["judges"].items()
+            if "agreement" in e]
+    key += [["probe", c, fmt_estimate(e, 4)] for c, e in summary["probe"].items()]
+    if key:
+        lines += [markdown_table(["judge", "measure", "estimate [95% CI]"], key), ""]
+    if checks:
+        lines += [markdown_table(*check_rows(checks)), ""]
+    lines.append(f"Full report: `{report_path}`")
+    return "\n".join(lines) + "\n"
+
+
+def print_summary(summary: dict[str, Any], file: TextIO = sys.stdout) -> None:
+    """The key numbers with their CIs, one line each."""
+    for judge, entry in summary["ratings"].items():
+        for cond, e in entry["conditions"].items():
+            print(f"rating   {judge:<16} {cond:<10} {fmt_estimate(e)}  (n={e.get('n', 0)} prompts)", file=file)
+    for cond, e in summary["probe"].items():
+        print(f"probe    {cond:<27} {fmt_estimate(e, 4)}  (n={e.get('n', 0)} prompts)", file=file)
+    for judge, entry in summary["pairwise"].items():
+        for comparison, e in entry.get("comparisons", {}).items():
+            print(f"pairwise {judge:<16} {comparison:<18} win rate {fmt_estimate(e.get('win_rate'))}  "
+                  f"ties {e.get('n_ties', 0)}, invalid {e['n_invalid']}  (n={e['n_judgements']} pairs)", file=file)
+    for judge, e in summary["humans"]["judges"].items():
+        if "agreement" in e:
+            print(f"humans   {judge:<16} agreement {fmt_estimate(e['agreement'])}  kappa {fmt_estimate(e.get('kappa'))}", file=file)

@@ -1,0 +1,113 @@
+"""Sweeps that choose the method's settings on held-out data: the layer (probe AUROC per layer beside a
+lexical baseline) and lambda (probe gain of steered over plain stories beside their perplexity)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from . import direction, generate, models, probe, stats, steering
+from .direction import Direction
+from .records import Pair
+
+
+def layer_sweep(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    validation: Sequence[Pair],
+    test: Sequence[Pair],
+    robustness: Sequence[Pair],
+    *,
+    model_id: str,
+    pairs_hash: str = "",
+    pooling: str = "mean",
+    template: bool = True,
+    n_boot: int = 1000,
+    progress: bool = False,
+) -> dict:
+    """Directions from `validation` at every layer (one pass), the probe's prompt-level AUROC on `test`
+    (bootstrap over pairs) and on `robustness`, beside a TF-IDF + logistic-regression baseline."""
+    layers = list(range(1, models.num_layers(model) + 1))
+    dirs = direction.extract(model, tokenizer, validation, layers, model_id=model_id, pairs_hash=pairs_hash,
+                             pooling=pooling, template=template, progress=progress)
+    rows, robust = [], {}
+    for name, pairs in (("test", test), ("robustness", robustness)):
+        prompts = [p.creative for p in pairs] + [p.uncreative for p in pairs]
+        labels = [1] * len(pairs) + [0] * len(pairs)
+        clusters = [p.id for p in pairs] * 2
+        scores = probe.layer_scores(model, tokenizer, prompts, dirs, template=template)
+        for layer in tqdm(layers, disable=not progress, desc=f"AUROC {name}"):
+            est = stats.auroc_ci(labels, scores[layer], clusters=clusters, n_boot=n_boot, unit="pair")
+            if name == "test":
+                rows.append({"layer": layer, "auroc": est.estimate, "ci_low": est.ci_low, "ci_high": est.ci_high,
+                             "n_pairs": est.n, "raw_norm": dirs[layer].raw_norm})
+            else:
+                robust[layer] = est
+    for row in rows:
+        row["robust_auroc"] = robust[row["layer"]].estimate
+    best = max(rows, key=lambda r: (r["auroc"], r["robust_auroc"]))
+    return {
+        "model": model_id, "pooling": pooling, "template": template,
+        "n_validation": len(validation), "n_test": len(test), "n_robustness": len(robustness),
+        "best_layer": best["layer"], "best_auroc": best["auroc"], "best_ci": [best["ci_low"], best["ci_high"]],
+        "robust_auroc": best["robust_auroc"],
+        "robust_ci": [robust[best["layer"]].ci_low, robust[best["layer"]].ci_high],
+        "lexical_baseline": lexical_baseline(validation, test, robustness),
+        "layers": rows,
+    }
+
+
+def lexical_baseline(validation: Sequence[Pair], test: Sequence[Pair], robustness: Sequence[Pair]) -> dict[str, float]:
+    """TF-IDF + logistic regression trained on the validation prompts: what words alone achieve."""
+    def xy(pairs: Sequence[Pair]) -> tuple[list[str], list[int]]:
+        return [p.creative for p in pairs] + [p.uncreative for p in pairs], [1] * len(pairs) + [0] * len(pairs)
+
+    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=1000))
+    clf.fit(*xy(validation))
+    out = {}
+    for name, pairs in (("test_auroc", test), ("robust_auroc", robustness)):
+        x, y = xy(pairs)
+        out[name] = float(roc_auc_score(y, clf.predict_proba(x)[:, 1]))
+    return out
+
+
+def steer_sweep(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    selected: Sequence[Pair],
+    d: Direction,
+    alphas: Sequence[float],
+    *,
+    norm: str = "relative",
+    sampling: generate.Sampling = generate.Sampling(),
+    progress: bool = False,
+) -> dict:
+    """Choose lambda: for each alpha, stories from the negated prompts with and without steering (same seeds),
+    re-scored by the unsteered probe (paired per prompt: induced - baseline, t interval) and their median
+    perplexity under the unsteered model (coherence). The baseline is generated once."""
+    scorer = probe.Probe(model, tokenizer, d, batch_size=sampling.batch_size)
+    prompts = [p.uncreative for p in selected]
+
+    def measure(alpha: float) -> tuple[list[float], list[float], list[str]]:
+        steers = [steering.Steer.from_direction(d, alpha, norm)] if alpha else []
+        texts = [g.text for g in generate.generate(model, tokenizer, prompts, steers=steers, sampling=sampling,
+                                                   template=d.template, progress=progress)]
+        scores = [s.score for s in scorer.score(prompts, texts)]
+        return scores, generate.perplexity(model, tokenizer, prompts, texts, template=d.template), texts
+
+    base_scores, base_ppl, base_texts = measure(0.0)
+    rows = []
+    for alpha in alphas:
+        scores, ppl, texts = measure(alpha)
+        diff = stats.mean_ci([s - b for s, b in zip(scores, base_scores)], unit="prompt")
+        rows.append({"alpha": alpha, "probe_diff": diff.estimate, "ci_low": diff.ci_low, "ci_high": diff.ci_high,
+                     "n": diff.n, "median_ppl": float(torch.tensor(ppl).nanmedian()), "examples": texts[:2]})
+    return {"baseline_median_ppl": float(torch.tensor(base_ppl).nanmedian()), "baseline_examples": base_texts[:2],
+            "prompts": prompts[:2], "norm": norm, "layer": d.layer, "rows": rows}
