@@ -2,7 +2,8 @@
 
 Schema, one pair per line: {"id", "creative", "uncreative", "split"} plus optional "kind" and "form".
 The shipped `pairs.jsonl` has splits "validation" (the direction is found here) and "test" (it is
-measured here); `robustness.jsonl` holds vocabulary-swapped pairs that are never used to find a direction.
+measured here); `robustness.jsonl` holds vocabulary-swapped pairs that are never used to find a direction;
+`hard.jsonl` holds hard negatives whose two sides share their words and differ only in what happens.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from .records import Pair
 
 SHIPPED = "pairs"
 ROBUSTNESS = "robustness"
+HARD = "hard"
+NAMED = (SHIPPED, ROBUSTNESS, HARD)
 REQUIRED = ("id", "creative", "uncreative", "split")
 
 
@@ -26,12 +29,12 @@ class PairsError(ValueError):
 
 
 def path_of(source: str | Path) -> Path:
-    """`pairs` and `robustness` name the shipped sets; anything else is a file path."""
-    if str(source) in (SHIPPED, ROBUSTNESS):
+    """`pairs`, `robustness` and `hard` name the shipped sets; anything else is a file path."""
+    if str(source) in NAMED:
         return Path(str(resources.files("creative_eval") / "data" / f"{source}.jsonl"))
     path = Path(source)
     if not path.is_file():
-        raise PairsError(f"{path}: no such pairs file; pass a JSONL/CSV path or one of {SHIPPED!r}, {ROBUSTNESS!r}")
+        raise PairsError(f"{path}: no such pairs file; pass a JSONL/CSV path or one of {', '.join(map(repr, NAMED))}")
     return path
 
 
