@@ -18,6 +18,9 @@ HANNA (`../shared/data/hanna`): `hanna_ratings` gives the three crowd raters' 1-
 human-written stories; `hanna_pairs` gives, per prompt, the human-written story against each model's story.
 HANNA has no human preference between those two stories, so their label is the *source*: "the human-written
 story is the more creative one" — a reference label like induced-is-more-creative, not a judgement.
+
+WQ (`../shared/data/wq`): `wq_pairs` gives the 150 distinct paragraph pairs of the WQ benchmark's style-mimic
+split with the experts' choice. That label is *writing quality*, close to but not the same as creativity.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import json
 import os
 import random
 from pathlib import Path
@@ -39,6 +43,11 @@ from .records import HumanLabel, Preference, Story, iter_jsonl
 CHOICES = ("A", "B", "tie")
 # beside the checkout (../shared/data/hanna), or wherever $CREATIVE_EVAL_HANNA points
 HANNA_DIR = Path(os.environ.get("CREATIVE_EVAL_HANNA", Path(__file__).resolve().parents[2] / "shared" / "data" / "hanna"))
+# beside HANNA (../shared/data/wq), or wherever $CREATIVE_EVAL_WQ points
+WQ_DIR = Path(os.environ.get("CREATIVE_EVAL_WQ", HANNA_DIR.parent / "wq"))
+WQ_FILE = "wq_style-mimic.json"
+WQ_RATER = "wq-expert"
+WQ_COMMENT = "writing quality (expert preference): close to, but not the same as, creativity"
 HANNA_ASPECTS = {"Relevance": "RE", "Coherence": "CH", "Empathy": "EM", "Surprise": "SU",
                  "Engagement": "EG", "Complexity": "CX"}
 HUMAN_SOURCE = "human"
@@ -240,3 +249,96 @@ def hanna_ratings(root: str | Path = HANNA_DIR, aspects: tuple[str, ...] = ("Sur
                                   rating=float(s), rater=f"hanna-{rater}", comment=f"{aspect}, 1-5")
                        for i, s in enumerate(scores)]
     return labels
+
+
+# ---------------------------------------------------------------- WQ
+
+
+def _wq_records(root: str | Path) -> dict[str, list[dict]]:
+    """The file's records grouped by `original_id` (each pair appears twice, sides swapped), in file order."""
+    path = Path(root) / WQ_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; pass the folder holding WQ's {WQ_FILE} "
+                                "(e.g. ../shared/data/wq) or set $CREATIVE_EVAL_WQ")
+    records = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a JSON list of records")
+    by_pair: dict[str, list[dict]] = {}
+    for i, r in enumerate(records):
+        missing = [k for k in ("original_id", "paragraph1", "paragraph2", "reference_preference") if k not in r]
+        if missing:
+            raise ValueError(f"{path}: record {i} lacks field(s) {missing}")
+        by_pair.setdefault(str(r["original_id"]), []).append(r)
+    return by_pair
+
+
+def _wq_preferred(rec: dict, where: str) -> str:
+    pref = str(rec["reference_preference"]).strip()
+    if pref not in ("1", "2"):
+        raise ValueError(f"{where}: reference_preference {rec['reference_preference']!r} is not '1' or '2'")
+    return rec[f"paragraph{pref}"]
+
+
+def _wq_pair(pair_id: str, copies: list[dict]) -> tuple[str, str, str, str]:
+    """(paragraph 1, paragraph 2, preferred paragraph, author) of one pair, after checking its copies agree:
+    the same two paragraphs and the same preferred text, whichever side each copy shows it on."""
+    where = f"{WQ_FILE}: pair {pair_id!r}"
+    first = copies[0]
+    texts = {first["paragraph1"], first["paragraph2"]}
+    if len(texts) != 2:
+        raise ValueError(f"{where}: both paragraphs are the same text")
+    preferred = _wq_preferred(first, where)
+    for other in copies[1:]:
+        if {other["paragraph1"], other["paragraph2"]} != texts:
+            raise ValueError(f"{where}: its copies hold different paragraphs; the file is not the WQ style-mimic "
+                             "split (check it against the source named in ../shared/README.md)")
+        if _wq_preferred(other, where) != preferred:
+            raise ValueError(f"{where}: its two copies prefer different paragraphs (ids "
+                             f"{[c.get('id') for c in copies]}); the label is ambiguous, drop or fix that pair")
+    return first["paragraph1"], first["paragraph2"], preferred, str(first.get("source") or "").strip()
+
+
+def _wq_prompt(author: str) -> str:
+    """A neutral instruction naming the imitated author, e.g. "Write a paragraph in the style of Ben Lerner."."""
+    name = " ".join(author.replace("_", " ").split())
+    return f"Write a paragraph in the style of {name}." if name else "Write a paragraph."
+
+
+def wq_pairs(root: str | Path = WQ_DIR, seed: int = 0) -> tuple[list[Story], list[HumanLabel]]:
+    """WQ's style-mimic pairs: two Stories (`wq-<original_id>:p1`/`:p2`) and one expert label per distinct pair.
+
+    Each pair is in the file twice with the sides swapped; it is counted once, and its copies must agree on the
+    preferred text. The preferred paragraph is put on side A for exactly half the pairs (which half is drawn
+    with `seed`), so a judge's position bias cannot pass for agreement.
+    """
+    pairs = _wq_records(root)
+    sides = [i < len(pairs) // 2 for i in range(len(pairs))]
+    random.Random(seed).shuffle(sides)
+    stories, labels = [], []
+    for (pair_id, copies), preferred_first in zip(pairs.items(), sides):
+        p1, p2, preferred, author = _wq_pair(pair_id, copies)
+        pid = f"wq-{pair_id}"
+        settings = {"source": "wq", "author": author, "wq_id": pair_id}
+        stories += [Story(prompt_id=pid, condition=c, prompt=_wq_prompt(author), text=t, settings=settings)
+                    for c, t in (("p1", p1), ("p2", p2))]
+        good, bad = (f"{pid}:p1", f"{pid}:p2") if preferred == p1 else (f"{pid}:p2", f"{pid}:p1")
+        a, b, choice = (good, bad, "A") if preferred_first else (bad, good, "B")
+        labels.append(HumanLabel(item_id=pid, story_a=a, story_b=b, choice=choice, rater=WQ_RATER,
+                                 comment=WQ_COMMENT))
+    return stories, labels
+
+
+def wq_sample(n: int, seed: int = 0, root: str | Path = WQ_DIR) -> tuple[list[Story], list[HumanLabel]]:
+    """A fixed small judging set: n distinct WQ pairs drawn with `seed`, half with the preferred side A (n odd:
+    one more B), in the file's pair order."""
+    stories, labels = wq_pairs(root, seed)
+    if not 1 <= n <= len(labels):
+        raise ValueError(f"wq_sample: n={n} must lie between 1 and the {len(labels)} WQ pairs")
+    rng = random.Random(seed)
+    on_a = [h for h in labels if h.choice == "A"]
+    on_b = [h for h in labels if h.choice == "B"]
+    if n // 2 > len(on_a) or n - n // 2 > len(on_b):
+        raise ValueError(f"wq_sample: cannot draw {n} pairs balanced over sides from {len(on_a)} A / {len(on_b)} B")
+    chosen = {h.item_id for h in rng.sample(on_a, n // 2) + rng.sample(on_b, n - n // 2)}
+    keep = [h for h in labels if h.item_id in chosen]
+    return [s for s in stories if s.prompt_id in chosen], keep
