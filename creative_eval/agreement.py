@@ -17,7 +17,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import statsmodels.api as sm
@@ -124,29 +124,26 @@ def trivial_verdicts(pairs: Sequence[Key], texts: Mapping[str, str], seed: int =
     ]
 
 
-def verdicts_from_preferences(prefs: Sequence[Preference],
-                              kind: Literal["auto", "llm", "probe"] = "auto") -> list[Verdicts]:
+def verdicts_from_preferences(prefs: Sequence[Preference]) -> list[Verdicts]:
     """One Verdicts per judge from its Preference records (a later record of the same pair replaces an earlier).
 
     An LLM judge's margin is its debiased P(A>B) - 0.5 = (P(first|AB) + 1 - P(first|BA)) / 2 - 0.5, and its
-    p_first gives position bias. A probe stores its two scores in p_first_ab/p_first_ba, so its margin is the
-    score difference and it has no position bias; "auto" tells a probe by its template hash ("probe-...").
+    p_first gives position bias; a probe judge's margin is its score difference (`margin`), with no position bias.
     """
     by_judge: dict[str, dict[str, dict]] = {}
     for p in prefs:
-        probe = kind == "probe" or (kind == "auto" and p.template_hash.startswith("probe-"))
-        parts = by_judge.setdefault(p.judge, {"decisions": {}, "margins": {}, "p_first": {}, "probe": probe})
+        parts = by_judge.setdefault(p.judge, {"decisions": {}, "margins": {}, "p_first": {}, "probe": False})
         key = (p.story_a, p.story_b)
         ok = p.status == "ok" and p.decision in DECISIONS
         parts["decisions"][key] = p.decision if ok else None
         parts["margins"].pop(key, None)
         parts["p_first"].pop(key, None)
-        if ok and p.p_first_ab is not None and p.p_first_ba is not None:
-            if probe:
-                parts["margins"][key] = p.p_first_ab - p.p_first_ba
-            else:
-                parts["margins"][key] = (p.p_first_ab + 1 - p.p_first_ba) / 2 - 0.5
-                parts["p_first"][key] = (p.p_first_ab, p.p_first_ba)
+        if ok and p.margin is not None:
+            parts["probe"] = True
+            parts["margins"][key] = p.margin
+        elif ok and p.p_first_ab is not None and p.p_first_ba is not None:
+            parts["margins"][key] = (p.p_first_ab + 1 - p.p_first_ba) / 2 - 0.5
+            parts["p_first"][key] = (p.p_first_ab, p.p_first_ba)
     return [Verdicts(judge=j, decisions=v["decisions"], margins=v["margins"], p_first=v["p_first"],
                      margin_kind="probe score A - B" if v["probe"] else "debiased P(A>B) - 0.5")
             for j, v in by_judge.items()]

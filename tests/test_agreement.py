@@ -114,9 +114,9 @@ def test_auroc_of_margin_and_position_bias_by_hand(tiny):
 
 def test_preferences_become_verdicts():
     prefs = [
-        Preference("llm", "i1", "s1", "s2", 0.8, 0.4, "A", True, "ok"),
-        Preference("llm", "i2", "s3", "s4", None, 0.3, None, None, "invalid: no label"),
-        Preference("probe", "i1", "s1", "s2", 1.5, 0.5, "A", True, "ok", "probe-L3-input+response"),
+        Preference(judge="llm", pair_id="i1", story_a="s1", story_b="s2", p_first_ab=0.8, p_first_ba=0.4, decision="A", consistent=True, status="ok"),
+        Preference(judge="llm", pair_id="i2", story_a="s3", story_b="s4", p_first_ab=None, p_first_ba=0.3, decision=None, consistent=None, status="invalid: no label"),
+        Preference(judge="probe", pair_id="i1", story_a="s1", story_b="s2", margin=1.0, decision="A", consistent=True, status="ok", template_hash="probe-L3-input+response"),
     ]
     llm, probe = ag.verdicts_from_preferences(prefs)
     assert llm.margins == {("s1", "s2"): pytest.approx(0.2)}  # (0.8 + 1 - 0.4) / 2 - 0.5
@@ -127,9 +127,9 @@ def test_preferences_become_verdicts():
 
 
 def test_human_choices_count_each_pair_once():
-    labels = [HumanLabel("i", "a", "b", choice="A", rater="r1"), HumanLabel("i", "b", "a", choice="B", rater="r2"),
-              HumanLabel("i", "a", "b", choice="B", rater="r3"), HumanLabel("j", "c", "d", choice="A", rater="r1"),
-              HumanLabel("j", "d", "c", choice="A", rater="r2"), HumanLabel("s", "a", rating=3.0)]
+    labels = [HumanLabel(item_id="i", story_a="a", story_b="b", choice="A", rater="r1"), HumanLabel(item_id="i", story_a="b", story_b="a", choice="B", rater="r2"),
+              HumanLabel(item_id="i", story_a="a", story_b="b", choice="B", rater="r3"), HumanLabel(item_id="j", story_a="c", story_b="d", choice="A", rater="r1"),
+              HumanLabel(item_id="j", story_a="d", story_b="c", choice="A", rater="r2"), HumanLabel(item_id="s", story_a="a", rating=3.0)]
     assert ag.human_choices(labels) == {("a", "b"): "A", ("c", "d"): "tie"}
 
 
@@ -188,7 +188,7 @@ def test_logit_reports_why_it_cannot_fit():
 
 
 def test_rating_agreement_against_mean_human_ratings():
-    labels = [HumanLabel(f"s{i}#Surprise", f"s{i}", rating=float(r), rater=f"r{k}")
+    labels = [HumanLabel(item_id=f"s{i}#Surprise", story_a=f"s{i}", rating=float(r), rater=f"r{k}")
               for k, row in enumerate([[1, 2, 3, 5, 4], [2, 2, 4, 5, 1]]) for i, r in enumerate(row)]
     judge = {"s0": 1.0, "s1": 3.0, "s2": 2.0, "s3": 8.0, "s4": None}
     (row,) = ag.rating_agreement("j", judge, labels, n_boot=100)
