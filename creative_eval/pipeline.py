@@ -1,4 +1,4 @@
-"""The main job, end to end, and the steering calibration: the data path in one readable place.
+"""The main job, end to end: the data path in one readable place.
 
 pairs -> direction -> {steered stories, probe scores} -> judgements (self-judge, probe) -> stats -> report.
 Every stage writes its records as it goes, so an interrupted run resumes where it stopped.
@@ -9,14 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import direction as direction_mod
-from . import generate, humans, judges, models, pairs, report, stats, steering
+from . import generate, humans, judges, models, pairs, report, steering
 from .direction import Direction
-from .probe import Probe
-from .records import CONDITIONS, Pair, Preference, Rating, Story, append_jsonl, from_dict, read_records
+from .records import (CONDITIONS, Pair, Preference, Rating, Story, append_jsonl, from_dict, read_records,
+                      split_story_id)
 
 COMPARISONS = (("induced", "baseline"), ("creative", "baseline"))
 
