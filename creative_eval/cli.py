@@ -95,6 +95,28 @@ def _pairs_source(text: str) -> str:
     return text
 
 
+def _layers(text: str) -> list[int]:
+    """Comma-separated layers, e.g. 12,22."""
+    return [_positive_int(t.strip()) for t in text.split(",")]
+
+
+def _positions(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    bad = [n for n in names if n not in steering.POSITIONS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown position(s) {bad}; choose from {', '.join(steering.POSITIONS)}")
+    return names
+
+
+def _rate_template(text: str) -> str:
+    """A rating template must place the prompt and the story."""
+    missing = [f for f in ("{prompt}", "{story}") if f not in text]
+    if missing:
+        raise argparse.ArgumentTypeError(f"the template lacks {' and '.join(missing)}; write e.g. "
+                                         "'Prompt: {prompt} Story: {story} How coherent ... 0-9?'")
+    return text
+
+
 def _conditions(text: str) -> list[str]:
     """Comma-separated conditions to generate, all known, so a typo fails before anything is generated."""
     names = [c.strip() for c in text.split(",") if c.strip()]
@@ -157,16 +179,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--out", required=True, help="stories JSONL")
 
-    p = sub.add_parser("steer-sweep", help="choose lambda: probe gain (with CI) and perplexity per alpha")
+    p = sub.add_parser("steer-sweep", help="the steering frontier: creativity gain by other judges vs coherence "
+                                           "cost, against a random direction; recommends lambda")
     _model_args(p)
     _direction_args(p)
-    p.add_argument("--alphas", type=_alphas, default=[0.1, 0.2, 0.35, 0.5],
-                   help="comma-separated alphas (default 0.1,0.2,0.35,0.5)")
+    p.add_argument("--alphas", type=_alphas, default=[0.1, 0.2, 0.35],
+                   help="comma-separated lambdas for the direction and the random control (default 0.1,0.2,0.35)")
     p.add_argument("--norm", choices=steering.NORMS, default="relative")
     p.add_argument("--pairs", type=_pairs_source, default=pairs.SHIPPED)
-    p.add_argument("--limit", type=_positive_int, default=32, help="first N negated test prompts (default 32)")
+    p.add_argument("--limit", type=_positive_int, default=24, help="first N negated test prompts (default 24)")
     p.add_argument("--max-new-tokens", type=_positive_int, default=96)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge", default="self", help="judge preset for pairwise and ratings (default self: the model)")
+    p.add_argument("--judge-direction", type=_direction_source, default="auto",
+                   help="the judging probe: a direction file from another layer or source, or 'auto' (shipped "
+                        "pairs at --judge-layer); never the steering direction itself")
+    p.add_argument("--judge-layer", type=_positive_int, default=None,
+                   help="layer of --judge-direction auto (default: 3 before the steering layer)")
+    p.add_argument("--at", type=_finite, default=steering.DEFAULT_ALPHA,
+                   help=f"lambda of the positions, layers and gate arms (default {steering.DEFAULT_ALPHA})")
+    p.add_argument("--extra-positions", type=_positions, default=[], help="e.g. generated: the direction there at --at")
+    p.add_argument("--extra-layers", type=_layers, default=[], help="e.g. 12,22: the direction there at --at")
+    p.add_argument("--gate", type=_finite, default=None, metavar="TARGET",
+                   help="a probe-gated arm: steer while the running probe cosine mean is below TARGET")
+    p.add_argument("--gate-window", type=_positive_int, default=16, help="tokens in the gate's running mean")
+    p.add_argument("--gate-alpha", type=_finite, default=None, help="lambda while the gate is open (default --at)")
+    p.add_argument("--negated", action="store_true", help="also steer with the negated direction at every lambda")
+    p.add_argument("--random-seed", type=int, default=0, help="seed of the random control direction")
+    p.add_argument("--coherence-template", type=_rate_template, default=None,
+                   help="rating template for the judge's coherence rating, with {prompt} and {story}")
+    p.add_argument("--ppl-bound", type=_finite, default=1.5, help="eligible: perplexity ratio at most this")
+    p.add_argument("--rep-bound", type=_finite, default=0.05, help="eligible: repetition at most baseline + this")
+    p.add_argument("--out", default="reports/frontier", help="folder of stories, judgements, table and figure")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     p = sub.add_parser("score", help="probe scores of stories (re-scored on the unsteered model)")

@@ -11,7 +11,7 @@ from . import annotate as annotate_mod
 from . import direction as direction_mod
 from . import export as export_mod
 from . import generate as generate_mod
-from . import humans, judges, models, pairs, pipeline, probe, sweeps
+from . import coherence, frontier, humans, judges, models, pairs, pipeline, probe, sweeps
 from . import report as report_mod
 from .records import Preference, Story, read_records, write_jsonl
 
@@ -71,19 +71,32 @@ def generate(args: argparse.Namespace) -> None:
 
 
 def steer_sweep(args: argparse.Namespace) -> None:
+    if args.extra_layers and args.direction != "auto":
+        raise ValueError("--extra-layers extracts the direction at each layer from the shipped pairs; "
+                         "use --direction auto with it, or drop --extra-layers")
+    if args.judge_direction != "auto" and args.judge_layer is not None:
+        raise ValueError("--judge-layer applies to --judge-direction auto; a direction file has its own layer")
+    judges.presets.load(args.judge)  # a bad preset fails before the model loads
     selected = pairs.load_pairs(args.pairs, "test")[: args.limit]
     model, tokenizer = _load(args)
     d, _ = _direction(args, model, tokenizer)
-    result = sweeps.steer_sweep(model, tokenizer, selected, d, args.alphas, norm=args.norm,
-                                sampling=generate_mod.Sampling(max_new_tokens=args.max_new_tokens, seed=args.seed),
-                                  progress=not args.json)
+    directions = {d.layer: d, **{layer: direction_mod.auto(model, tokenizer, args.model, layer)[0]
+                                 for layer in args.extra_layers if layer != d.layer}}
+    judge_layer = (args.judge_layer or max(1, d.layer - 3)) if args.judge_direction == "auto" else None
+    judge_d, judge_path = direction_mod.resolve(args.judge_direction, model, tokenizer, args.model, judge_layer)
+    judge = judges.load_judge(args.judge, *((model, tokenizer) if args.judge == "self" else ()))
+    arms = frontier.plan(args.alphas, at=args.at, layers=args.extra_layers, positions=args.extra_positions,
+                         gate=args.gate, gate_window=args.gate_window, gate_alpha=args.gate_alpha,
+                         negated=args.negated)
+    result = frontier.run(model, tokenizer, selected, directions, judge_d, arms, layer=d.layer, judge=judge,
+                          out=args.out, norm=args.norm, seed=args.random_seed,
+                          sampling=generate_mod.Sampling(max_new_tokens=args.max_new_tokens, seed=args.seed),
+                          coherence_template=args.coherence_template or coherence.COHERENCE_TEMPLATE,
+                          ppl_bound=args.ppl_bound, rep_bound=args.rep_bound, judge_source=judge_path)
     if args.json:
         print(json.dumps(result))
         return
-    print(f"layer {result['layer']}, norm {result['norm']}, baseline median perplexity {result['baseline_median_ppl']:.1f}")
-    print(f"{'alpha':>6} {'probe gain':>11} {'95% CI':>20} {'median ppl':>11}")
-    for r in result["rows"]:
-        print(f"{r['alpha']:>6} {r['probe_diff']:+11.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] {r['median_ppl']:11.1f}")
+    print(report_mod.frontier_markdown(result, str(Path(args.out) / "frontier.png")))
 
 
 def demo(args: argparse.Namespace) -> None:

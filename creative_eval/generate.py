@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from . import activations, steering
+from . import activations, gating, steering
 from .direction import Direction
 from .records import CONDITIONS, Pair, Story
 
@@ -34,10 +34,12 @@ class Sampling:
 
 @dataclass(kw_only=True)
 class Generation:
-    """Generated text and how many tokens it took."""
+    """Generated text and how many tokens it took; under a gate, how many decode steps it steered of those read."""
 
     text: str
     n_tokens: int
+    steered_steps: int | None = None
+    gate_steps: int | None = None
 
 
 def generate(
@@ -46,29 +48,36 @@ def generate(
     prompts: Sequence[str],
     *,
     steers: Sequence[steering.Steer] = (),
+    gate: gating.Gate | None = None,
     sampling: Sampling = Sampling(),
     template: bool = True,
     progress: bool = False,
 ) -> list[Generation]:
     """Batched generation (left-padded), optionally steered; each batch is seeded from `sampling.seed`
-    and its index, so the same prompts give the same stories in every condition when unsteered."""
+    and its index, so the same prompts give the same stories in every condition when unsteered. A `gate`
+    opens and closes the one steer per decode step and row (gating) and counts the steps it steered."""
+    if gate is not None and len(steers) != 1:
+        raise ValueError(f"a gate controls exactly one steer, got {len(steers)}")
     out: list[Generation] = []
     device = next(model.parameters()).device
-    eos = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    eos = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
     starts = range(0, len(prompts), sampling.batch_size)
     for b, k in enumerate(tqdm(starts, disable=not progress, desc="generate")):
         batch = activations.encode(tokenizer, prompts[k : k + sampling.batch_size], template=template).left_padded()
+        state, gated = gate.attach(steers[0]) if gate else (None, None)
         torch.manual_seed(sampling.seed + b)
-        with torch.inference_mode(), steering.steering(model, steers):
+        with torch.inference_mode(), steering.steering(model, [gated] if gated else steers, trace=state):
             ids = model.generate(
                 input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                 max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling.kwargs(),
             )
         new = ids[:, batch.input_ids.shape[1] :].cpu()
-        alive = torch.cumprod(~torch.isin(new, torch.tensor(sorted(i for i in eos if i is not None))), dim=1).bool()
+        alive = torch.cumprod(~torch.isin(new, torch.tensor(sorted(eos))), dim=1).bool()
+        steered, read = state.steered(new, eos) if state else ([None] * len(new), [None] * len(new))
         for row in range(new.shape[0]):
             n = int(alive[row].sum())
-            out.append(Generation(text=tokenizer.decode(new[row, :n], skip_special_tokens=True), n_tokens=n))
+            out.append(Generation(text=tokenizer.decode(new[row, :n], skip_special_tokens=True), n_tokens=n,
+                                  steered_steps=steered[row], gate_steps=read[row]))
     return out
 
 

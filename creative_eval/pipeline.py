@@ -12,7 +12,7 @@ from typing import Sequence
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import direction as direction_mod
-from . import generate, humans, judges, models, pairs, report, steering
+from . import frontier, generate, humans, judges, models, pairs, report, steering
 from .direction import Direction
 from .records import (CONDITIONS, Pair, Preference, Rating, Story, append_jsonl, from_dict, read_records,
                       split_story_id)
@@ -84,5 +84,6 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
     meta = {"direction_file": str(d_path), **{f"direction_{k}": v for k, v in d.meta.items()}}
     if labels:
         meta["human_label"] = f"HANNA source: human-written vs {split_story_id(labels[0].story_b)[1]} story"
+    steering_frontier = frontier.demo(model, tokenizer, d, selected, out / "frontier", model_id=models.EMBEDDED)
     return report.build(out.name, stories, ratings, preferences + probe_preferences, probe_scores, labels,
-                        meta, out_root=out.parent)
+                        meta, out_root=out.parent, frontier=steering_frontier)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -28,11 +28,13 @@ DEFAULT_ALPHA = 0.2  # with norm "relative": |lambda * a| = 0.2 x the mean resid
 
 @dataclass(frozen=True)
 class Steer:
-    """One injection: `vector` (already scaled) added at `layer`."""
+    """One injection: `vector` (already scaled) added at `layer`. A `gate` (gating.Gate.attach) gives, per
+    forward, a [batch, tokens] bool of where the injection is open; without one it is always open."""
 
     layer: int
     vector: torch.Tensor
     positions: str = "all"
+    gate: Callable[[int, int], torch.Tensor] | None = field(default=None, compare=False)
 
     @classmethod
     def from_direction(cls, direction: Direction, alpha: float, norm: str = "unit", positions: str = "all") -> "Steer":
@@ -95,7 +97,7 @@ def _hook(steer: Steer, state: dict):
     def hook(_module, _args, kwargs, output):
         h = activations.output_tensor(output)
         delta = steer.vector.to(h.device, h.dtype)
-        if steer.positions == "all":
+        if steer.positions == "all" and steer.gate is None:
             h = h + delta
         else:
             start = _cache_length(kwargs, h.shape[1])
@@ -103,8 +105,11 @@ def _hook(steer: Steer, state: dict):
                 state["prompt_len"] = start + h.shape[1]
             pos = torch.arange(start, start + h.shape[1], device=h.device)
             in_prompt = pos < state["prompt_len"]
-            keep = in_prompt if steer.positions == "prompt" else ~in_prompt
-            h = h + keep[None, :, None].to(h.dtype) * delta
+            keep = {"all": torch.ones_like(in_prompt), "prompt": in_prompt, "generated": ~in_prompt}[steer.positions]
+            keep = keep[None, :]
+            if steer.gate is not None:
+                keep = keep & steer.gate(h.shape[0], h.shape[1]).to(h.device)
+            h = h + keep[..., None].to(h.dtype) * delta
         return (h, *output[1:]) if isinstance(output, tuple) else h
 
     return hook

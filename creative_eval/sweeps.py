@@ -1,11 +1,10 @@
-"""Sweeps that choose the method's settings on held-out data: the layer (probe AUROC per layer beside a
-lexical baseline) and lambda (probe gain of steered over plain stories beside their perplexity)."""
+"""The layer sweep: probe AUROC per layer on held-out pairs beside a lexical baseline. Lambda is chosen on the
+steering frontier (`frontier`), by judges other than the steering direction and against a random direction."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -13,8 +12,7 @@ from sklearn.pipeline import make_pipeline
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from . import direction, generate, models, probe, stats, steering
-from .direction import Direction
+from . import direction, models, probe, stats
 from .records import Pair
 
 
@@ -76,38 +74,3 @@ def lexical_baseline(validation: Sequence[Pair], test: Sequence[Pair], robustnes
         x, y = xy(pairs)
         out[name] = float(roc_auc_score(y, clf.predict_proba(x)[:, 1]))
     return out
-
-
-def steer_sweep(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    selected: Sequence[Pair],
-    d: Direction,
-    alphas: Sequence[float],
-    *,
-    norm: str = "relative",
-    sampling: generate.Sampling = generate.Sampling(),
-    progress: bool = False,
-) -> dict:
-    """Choose lambda: for each alpha, stories from the negated prompts with and without steering (same seeds),
-    re-scored by the unsteered probe (paired per prompt: induced - baseline, t interval) and their median
-    perplexity under the unsteered model (coherence). The baseline is generated once."""
-    scorer = probe.Probe(model, tokenizer, d, batch_size=sampling.batch_size)
-    prompts = [p.uncreative for p in selected]
-
-    def measure(alpha: float) -> tuple[list[float], list[float], list[str]]:
-        steers = [steering.Steer.from_direction(d, alpha, norm)] if alpha else []
-        texts = [g.text for g in generate.generate(model, tokenizer, prompts, steers=steers, sampling=sampling,
-                                                   template=d.template, progress=progress)]
-        scores = [s.score for s in scorer.score(prompts, texts)]
-        return scores, generate.perplexity(model, tokenizer, prompts, texts, template=d.template), texts
-
-    base_scores, base_ppl, base_texts = measure(0.0)
-    rows = []
-    for alpha in alphas:
-        scores, ppl, texts = measure(alpha)
-        diff = stats.mean_ci([s - b for s, b in zip(scores, base_scores)], unit="prompt")
-        rows.append({"alpha": alpha, "probe_diff": diff.estimate, "ci_low": diff.ci_low, "ci_high": diff.ci_high,
-                     "n": diff.n, "median_ppl": float(torch.tensor(ppl).nanmedian()), "examples": texts[:2]})
-    return {"baseline_median_ppl": float(torch.tensor(base_ppl).nanmedian()), "baseline_examples": base_texts[:2],
-            "prompts": prompts[:2], "norm": norm, "layer": d.layer, "rows": rows}

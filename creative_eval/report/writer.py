@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from ..records import HumanLabel, Preference, Rating, Story
 from .checks import Check, parse_check, run_checks
 from .figures import figure1
+from .frontier import frontier_markdown
 from .render import ci_markdown, render_html, render_markdown
 from .summary import clean, summarize
 
@@ -21,7 +22,9 @@ def write(name: str, summary: dict[str, Any], out_root: str | Path = "reports", 
     folder.mkdir(parents=True, exist_ok=True)
     figure1(summary, folder / "figure1.png")
     report = folder / "report.md"
-    report.write_text(render_markdown(name, summary, checks), encoding="utf-8")
+    frontier = summary.get("frontier")
+    report.write_text(render_markdown(name, summary, checks)
+                      + (f"\n{frontier_markdown(frontier, frontier['figure'])}" if frontier else ""), encoding="utf-8")
     (folder / "report.html").write_text(render_html(name, summary, checks), encoding="utf-8")
     doc = {"name": name, "summary": summary, "checks": [c.__dict__ for c in checks],
            "passed": all(c.passed for c in checks)}
@@ -33,12 +36,15 @@ def write(name: str, summary: dict[str, Any], out_root: str | Path = "reports", 
 def build(name: str, stories: list[Story], ratings: list[Rating], preferences: list[Preference],
           probe_scores: dict[str, float], humans: list[HumanLabel] | None = None, meta: dict | None = None,
           *, lm_eval: dict[str, Any] | None = None, checks: Iterable[str] = (), out_root: str | Path = "reports",
-          n_boot: int = 2000) -> Path:
-    """Summarize, run the checks and write the report; returns the path of report.md."""
+          n_boot: int = 2000, frontier: dict[str, Any] | None = None) -> Path:
+    """Summarize, run the checks and write the report; returns the path of report.md. A steering `frontier`
+    (frontier.run, with its `figure` path relative to the report folder) adds its section and `summary.frontier`."""
     exprs = list(checks)
     for e in exprs:
         parse_check(e)  # fail on a malformed check before spending time on statistics
     summary = summarize(stories, ratings, preferences, probe_scores, humans, meta, lm_eval, n_boot)
+    if frontier:
+        summary["frontier"] = clean(frontier)
     return write(name, summary, out_root, run_checks(summary, exprs))
 
 
