@@ -57,7 +57,13 @@ def _positive_int(text: str) -> int:
 
 def _count(text: str) -> int:
     """A whole number >= 0."""
-    return 0 if text.strip() == "0" else _positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0; write e.g. 0 (none) or 24")
+    return value
 
 
 def _temperature(text: str) -> float:

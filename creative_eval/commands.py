@@ -62,6 +62,8 @@ def generate(args: argparse.Namespace) -> None:
     sampling = generate_mod.Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                      top_p=args.top_p, seed=args.seed, batch_size=args.batch_size)
     selected = pairs.load_pairs(args.pairs, args.split)[: args.limit]
+    generate_mod.check_out(args.out, selected, args.conditions, alpha=args.alpha, norm=args.norm,
+                           positions=args.positions, sampling=sampling, model_id=args.model)
     model, tokenizer = _load(args)
     d, path = _direction(args, model, tokenizer)
     out = generate_mod.resume(args.out, model, tokenizer, selected, d, alpha=args.alpha, norm=args.norm,

@@ -158,6 +158,21 @@ def resume(path: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokeni
     return [done[story_id(p.id, c)] for c in conditions for p in pairs]
 
 
+def check_out(path: str | Path, pairs: Sequence[Pair], conditions: Sequence[str], *, alpha: float, norm: str,
+              positions: str, sampling: Sampling, model_id: str) -> None:
+    """Before any model loads: refuse an output holding stories of these prompts made with other settings (what the
+    direction decides, its layer, template and file, `resume` checks again once it is known)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    done = {s.id: s for s in read_records(path, Story)}
+    for condition in conditions:
+        want = {"model": model_id, "alpha": alpha if condition == "induced" else 0.0, "norm": norm,
+                "positions": positions, **sampling.__dict__}
+        for p in pairs:
+            _check_same(path, done.get(story_id(p.id, condition)), want)
+
+
 def _check_same(path: Path, story: Story | None, want: dict) -> None:
     if story is None:
         return

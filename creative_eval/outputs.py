@@ -63,8 +63,9 @@ def check_file(path: str | Path, *, inputs: Iterable[str | Path] = (), kind: str
     if kind is not None and out.is_file():
         try:
             held = file_kind(out)
-        except ValueError as e:
-            raise OutputError(f"{e}; {out} would be appended to: choose another output file") from None
+        except ValueError:
+            raise OutputError(f"{out}: exists and is not a JSONL file of {kind} records, so nothing is appended to "
+                              "it; choose another output file") from None
         if held not in (None, kind):
             raise OutputError(f"{out}: already holds {held} records, not {kind} records; choose another output file")
     return out

@@ -37,7 +37,8 @@ def load(name: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise PresetError(f"{path}: not valid YAML ({e})") from None
+        raise PresetError(f"{path}: not valid YAML ({' '.join(str(e).split())}); fix the syntax at the line "
+                          "shown") from None
     if not isinstance(data, dict):
         raise PresetError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
     unknown = set(data) - FIELDS
