@@ -11,7 +11,7 @@ from . import annotate as annotate_mod
 from . import direction as direction_mod
 from . import export as export_mod
 from . import generate as generate_mod
-from . import humans, judges, models, pairs, pipeline, probe, sweeps
+from . import humans, judges, models, outputs, pairs, pipeline, probe, sweeps
 from . import scores as scores_mod
 from . import report as report_mod
 from .records import Preference, Story, read_records, read_stories
@@ -123,7 +123,8 @@ def annotate(args: argparse.Namespace) -> None:
         print(f"wrote pack {key.pack_id} to {args.out}: {len(key.items)} pairs (seed {key.seed}); send raters "
               f"{Path(args.out) / annotate_mod.PAGE_FILE} only and keep {annotate_mod.KEY_FILE}")
         return
-    new = annotate_mod.import_results(args.pack, args.results, args.out)
+    with outputs.writing(args.out):
+        new = annotate_mod.import_results(args.pack, args.results, args.out)
     labels = humans.load_labels(args.out) if Path(args.out).exists() else []
     raters = sorted({h.rater for h in labels})
     print(f"imported {len(new)} new labels into {args.out}: {len(labels)} labels from {len(raters)} rater(s)")

@@ -3,7 +3,7 @@
 The checks run when the command line is parsed, before a model loads, so a typo costs nothing and nothing is
 half-written: an output is never one of the command's own inputs; a missing folder is created; a folder, a
 path under a file or an unwritable place is refused; a JSONL output that already holds another record type is
-refused before a line is appended. `writing(path)` holds an exclusive lock (`<file>.lock` beside it, released
+refused before a line is appended. `writing(path)` holds an exclusive lock (`.<file>.lock` beside it, released
 by the system when a process dies) while a command appends, so a second writer waits and then resumes
 instead of writing every key again.
 """
@@ -86,7 +86,8 @@ def check_folder(path: str | Path, *, inputs: Iterable[str | Path] = ()) -> Path
 @contextmanager
 def writing(path: str | Path) -> Iterator[None]:
     """Hold the exclusive lock of an output file while appending; a second writer says so on stderr and waits."""
-    lock = FileLock(f"{path}.lock")
+    path = Path(path)
+    lock = FileLock(path.parent / f".{path.name}.lock")  # hidden: a run folder lists its records, not its locks
     try:
         lock.acquire(timeout=0)
     except Timeout:
