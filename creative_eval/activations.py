@@ -8,7 +8,7 @@ The first position of every sequence is an attention sink with a huge norm and i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
@@ -22,12 +22,14 @@ POOLINGS = ("mean", "last")
 
 @dataclass
 class Batch:
-    """Token ids plus, per token, whether it belongs to the prompt's or the response's own text."""
+    """Token ids plus, per token, whether it belongs to the prompt's or the response's own text, and per row how
+    many tokens `max_length` cut off the end."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     prompt_mask: torch.Tensor
     response_mask: torch.Tensor
+    truncated: list[int] = field(default_factory=list)
 
     def left_padded(self) -> "Batch":
         """The same rows with padding moved to the left, as generation needs."""
@@ -78,6 +80,7 @@ def encode(
     if not tokenizer.is_fast:
         raise TypeError("activations need a fast tokenizer (character offsets); load the model with use_fast=True")
     rows = [_encode_one(tokenizer, p, None if responses is None else responses[i], template) for i, p in enumerate(prompts)]
+    truncated = [max(0, len(ids) - max_length) if max_length else 0 for ids, _, _ in rows]
     if max_length:
         rows = [(ids[:max_length], pm[:max_length], rm[:max_length]) for ids, pm, rm in rows]
     width = max(len(ids) for ids, _, _ in rows)
@@ -91,6 +94,7 @@ def encode(
         attention_mask=torch.tensor([padded([1] * len(ids), 0) for ids, _, _ in rows]),
         prompt_mask=torch.tensor([padded(pm, False) for _, pm, _ in rows]),
         response_mask=torch.tensor([padded(rm, False) for _, _, rm in rows]),
+        truncated=truncated,
     )
 
 

@@ -7,8 +7,9 @@ import math
 import sys
 from pathlib import Path
 
-from . import __version__, activations, pairs, probe, steering
+from . import __version__, activations, direction, outputs, pairs, probe, steering
 from . import commands
+from .judges import presets
 from .pairs import PairsError, path_of
 from .records import CONDITIONS
 
@@ -56,7 +57,13 @@ def _positive_int(text: str) -> int:
 
 def _count(text: str) -> int:
     """A whole number >= 0."""
-    return 0 if text.strip() == "0" else _positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0; write e.g. 0 (none) or 24")
+    return value
 
 
 def _temperature(text: str) -> float:
@@ -73,16 +80,46 @@ def _top_p(text: str) -> float:
     return value
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; write e.g. 0") from None
+
+
 def _existing_file(text: str) -> str:
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a folder; pass a file inside it")
     if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"{text}: no such file")
+        raise argparse.ArgumentTypeError(f"{text}: no such file; check the path")
+    return text
+
+
+def _existing_folder(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder; check the path")
     return text
 
 
 def _direction_source(text: str) -> str:
-    """'auto' or an existing file: checked here so that a typo fails before the model loads."""
-    if text != "auto" and not Path(text).is_file():
+    """'auto' or a direction file whose contents are checked here, so a bad file fails before the model loads."""
+    if text == "auto":
+        return text
+    if not Path(text).is_file():
         raise argparse.ArgumentTypeError(f"{text}: no such direction file; pass a .safetensors path or 'auto'")
+    try:
+        direction.load(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _preset(text: str) -> str:
+    """A judge preset, read and checked field by field before any model loads."""
+    try:
+        presets.load(text)
+    except presets.PresetError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 
@@ -135,8 +172,18 @@ def _condition_pair(text: str) -> tuple[str, str]:
     return a, b
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with every usage error ending in where to read the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        if message.endswith("expected one argument"):
+            message += " (write a value that starts with '-' as --option=VALUE, e.g. --alpha=-0.2)"
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="creative-eval", description=__doc__)
+    parser = _Parser(prog="creative-eval", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -175,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=_positive_int, default=256)
     p.add_argument("--temperature", type=_temperature, default=1.0)
     p.add_argument("--top-p", type=_top_p, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--out", required=True, help="stories JSONL")
 
@@ -189,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=_pairs_source, default=pairs.SHIPPED)
     p.add_argument("--limit", type=_positive_int, default=24, help="first N negated test prompts (default 24)")
     p.add_argument("--max-new-tokens", type=_positive_int, default=96)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--judge", default="self", help="judge preset for pairwise and ratings (default self: the model)")
     p.add_argument("--judge-direction", type=_direction_source, default="auto",
                    help="the judging probe: a direction file from another layer or source, or 'auto' (shipped "
@@ -205,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gate-window", type=_positive_int, default=16, help="tokens in the gate's running mean")
     p.add_argument("--gate-alpha", type=_finite, default=None, help="lambda while the gate is open (default --at)")
     p.add_argument("--negated", action="store_true", help="also steer with the negated direction at every lambda")
-    p.add_argument("--random-seed", type=int, default=0, help="seed of the random control direction")
+    p.add_argument("--random-seed", type=_int, default=0, help="seed of the random control direction")
     p.add_argument("--coherence-template", type=_rate_template, default=None,
                    help="rating template for the judge's coherence rating, with {prompt} and {story}")
     p.add_argument("--ppl-bound", type=_finite, default=1.5, help="eligible: perplexity ratio at most this")
@@ -230,14 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("annotate", help="blinded pairwise human annotation: export a page, import its results")
     actions = p.add_subparsers(dest="action", required=True)
     q = actions.add_parser("export", help="write a self-contained annotation page (index.html) and its key")
-    q.add_argument("--input", required=True, help="stories JSONL (from `generate`)")
+    q.add_argument("--input", type=_existing_file, required=True, help="stories JSONL (from `generate`)")
     q.add_argument("--out", required=True, help="pack folder; give raters index.html only, keep key.json")
     q.add_argument("--compare", action="append", type=_condition_pair, default=None, metavar="COND:COND",
                    help="condition pair to compare, e.g. baseline:induced (repeatable; default: all pairs)")
-    q.add_argument("--seed", type=int, default=None, help="order/side shuffling seed (default: random, recorded)")
+    q.add_argument("--seed", type=_int, default=None, help="order/side shuffling seed (default: random, recorded)")
     q = actions.add_parser("import", help="un-blind downloaded results into human labels (JSONL)")
-    q.add_argument("results", nargs="+", help="JSON or CSV files downloaded from the annotation page")
-    q.add_argument("--pack", required=True, help="the pack folder written by `annotate export` (holds key.json)")
+    q.add_argument("results", nargs="+", type=_existing_file, help="JSON or CSV files downloaded from the annotation page")
+    q.add_argument("--pack", type=_existing_folder, required=True, help="the pack folder written by `annotate export` (holds key.json)")
     q.add_argument("--out", required=True, help="human labels JSONL (appended; re-imports are skipped)")
 
     p = sub.add_parser("report", help="Figure-1 report (md, html, png) from judgement and lm-eval files; CI checks")
@@ -272,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm", choices=steering.NORMS, default="relative")
     p.add_argument("--out", required=True, help="the .pt file to write")
     p = sub.add_parser("judge", help="0-9 ratings or pairwise preferences of stories by a judge preset")
-    p.add_argument("--judge", required=True, help="preset name in judges/ (embedded, self, probe, ...) or a .yaml path")
+    p.add_argument("--judge", type=_preset, required=True, help="preset name in judges/ (embedded, self, probe, ...) or a .yaml path")
     p.add_argument("--mode", choices=("rating", "pairwise"), default="rating")
     p.add_argument("--input", type=_existing_file, required=True, help="stories JSONL (from `generate`)")
     p.add_argument("--compare", type=_condition_pair, default=("induced", "baseline"), metavar="COND:COND",
@@ -281,12 +328,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pairs_file(args: argparse.Namespace) -> list[str]:
+    return [] if getattr(args, "pairs", pairs.SHIPPED) in pairs.NAMED else [args.pairs]
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every path a command will write, checked (and its folder made) before any model loads: never an input,
+    never a folder or an unwritable place, and a JSONL file that is appended to holds its own record type only."""
+    c = args.command
+    if c == "generate":
+        outputs.check_file(args.out, inputs=_pairs_file(args), kind="story")
+    elif c == "judge":
+        outputs.check_file(args.out, inputs=[args.input], kind="rating" if args.mode == "rating" else "preference")
+    elif c == "score" and args.out:
+        outputs.check_file(args.out, inputs=[args.input], kind="probe")
+    elif c in ("direction", "export"):
+        if Path(args.out).is_file():
+            raise outputs.OutputError(f"{args.out}: already exists and is not overwritten; pass a new path or "
+                                      "delete the old file first")
+        sources = _pairs_file(args) + [d for d in [getattr(args, "direction", "auto")] if d != "auto"]
+        outputs.check_file(args.out, inputs=sources)
+    elif c == "sweep" and args.plot:
+        outputs.check_file(args.plot, inputs=_pairs_file(args))
+    elif c == "demo":
+        outputs.check_folder(args.out)
+    elif c == "annotate" and args.action == "export":
+        outputs.check_folder(args.out, inputs=[args.input])
+    elif c == "annotate":
+        outputs.check_file(args.out, inputs=[*args.results, Path(args.pack) / "key.json"], kind="human")
+    elif c == "report":  # it writes only its own report files, beside the runs it reads when asked to
+        outputs.check_folder(Path(args.out_root) / (args.name or Path(args.runs[0]).resolve().stem))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # refused by the command's own parser, whose usage and help fit the mistake
+        commands_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands_action.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        _check_outputs(args)  # every output path, before any model loads
         return getattr(commands, args.command.replace("-", "_"))(args) or 0
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, RuntimeError) as e:
         print(f"creative-eval {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file that vanished or cannot be read or written while the command ran
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"creative-eval {args.command}: error: {where}{e.strerror or e}; check the path and its permissions",
+              file=sys.stderr)
         return 2
 
 

@@ -11,9 +11,10 @@ from . import annotate as annotate_mod
 from . import direction as direction_mod
 from . import export as export_mod
 from . import generate as generate_mod
-from . import coherence, frontier, humans, judges, models, pairs, pipeline, probe, sweeps
+from . import coherence, frontier, humans, judges, models, outputs, pairs, pipeline, probe, sweeps
+from . import scores as scores_mod
 from . import report as report_mod
-from .records import Preference, Story, read_records, write_jsonl
+from .records import Preference, Story, read_records, read_stories
 
 
 def _load(args: argparse.Namespace):
@@ -61,13 +62,14 @@ def generate(args: argparse.Namespace) -> None:
     sampling = generate_mod.Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                      top_p=args.top_p, seed=args.seed, batch_size=args.batch_size)
     selected = pairs.load_pairs(args.pairs, args.split)[: args.limit]
+    generate_mod.check_out(args.out, selected, args.conditions, alpha=args.alpha, norm=args.norm,
+                           positions=args.positions, sampling=sampling, model_id=args.model)
     model, tokenizer = _load(args)
     d, path = _direction(args, model, tokenizer)
-    out = generate_mod.stories(model, tokenizer, selected, d, alpha=args.alpha, norm=args.norm,
-                               positions=args.positions, conditions=args.conditions, sampling=sampling, model_id=args.model, direction_file=path,
-                               progress=True)
-    write_jsonl(args.out, out)
-    print(f"wrote {len(out)} stories to {args.out}")
+    out = generate_mod.resume(args.out, model, tokenizer, selected, d, alpha=args.alpha, norm=args.norm,
+                              positions=args.positions, conditions=args.conditions, sampling=sampling,
+                              model_id=args.model, direction_file=path, progress=True)
+    print(f"{len(out)} stories in {args.out} (appended as made; a re-run with the same settings resumes)")
 
 
 def steer_sweep(args: argparse.Namespace) -> None:
@@ -107,14 +109,16 @@ def demo(args: argparse.Namespace) -> None:
 
 
 def score(args: argparse.Namespace) -> None:
-    stories = read_records(args.input, Story)
+    stories = read_stories(args.input)
     model, tokenizer = _load(args)
     d, _ = _direction(args, model, tokenizer)
-    scores = probe.Probe(model, tokenizer, d, tokens=args.tokens).score(
+    scorer = probe.Probe(model, tokenizer, d, tokens=args.tokens)
+    scores = scores_mod.resume(args.out, scorer, stories) if args.out else scorer.score(
         [s.prompt for s in stories], [s.text for s in stories], progress=True)
-    if args.out:
-        write_jsonl(args.out, [{"story_id": s.id, "condition": s.condition, "probe": p.score, "n_tokens": p.n_tokens}
-                               for s, p in zip(stories, scores)])
+    cut = sum(p.truncated_tokens > 0 for p in scores)
+    if cut:
+        print(f"note: {cut} of {len(stories)} stories are longer than the probe's {scorer.max_length} tokens and "
+              "were scored on their first tokens (recorded as truncated_tokens)")
     by: dict[str, list[float]] = {}
     for s, p in zip(stories, scores):
         by.setdefault(s.condition, []).append(p.score)
@@ -124,11 +128,16 @@ def score(args: argparse.Namespace) -> None:
 
 def annotate(args: argparse.Namespace) -> None:
     if args.action == "export":
+        if args.compare:
+            stories = read_stories(args.input)
+            for pair in args.compare:
+                _pairs_of(args.input, stories, pair)
         key = annotate_mod.export(args.input, args.out, compare=args.compare, seed=args.seed)
         print(f"wrote pack {key.pack_id} to {args.out}: {len(key.items)} pairs (seed {key.seed}); send raters "
               f"{Path(args.out) / annotate_mod.PAGE_FILE} only and keep {annotate_mod.KEY_FILE}")
         return
-    new = annotate_mod.import_results(args.pack, args.results, args.out)
+    with outputs.writing(args.out):
+        new = annotate_mod.import_results(args.pack, args.results, args.out)
     labels = humans.load_labels(args.out) if Path(args.out).exists() else []
     raters = sorted({h.rater for h in labels})
     print(f"imported {len(new)} new labels into {args.out}: {len(labels)} labels from {len(raters)} rater(s)")
@@ -147,7 +156,7 @@ def _report_inputs(args: argparse.Namespace) -> report_mod.Run:
 def report(args: argparse.Namespace) -> int:
     run = _report_inputs(args)
     name = args.name or Path(args.runs[0]).resolve().stem
-    path = report_mod.build(name, run.stories, run.ratings, run.preferences, run.probe, run.humans,
+    path = report_mod.build(name, run.stories, run.ratings, run.preferences, run.probe, run.humans, run.notes,
                             lm_eval=run.lm_eval, checks=args.check, out_root=args.out_root, n_boot=args.n_boot)
     result = report_mod.read_summary(path)
     report_mod.print_summary(result["summary"])
@@ -193,12 +202,27 @@ def export(args: argparse.Namespace) -> None:
           f"pretrained={models.resolve(args.model)},steer_path={out}`")
 
 
+def _pairs_of(path: str, stories: list[Story], compare: tuple[str, str]) -> list[judges.PairItem]:
+    """The story pairs of two conditions; a condition no story carries, or no prompt with both, is an error."""
+    present = sorted({s.condition for s in stories})
+    absent = [c for c in compare if c not in present]
+    if absent:
+        raise ValueError(f"--compare {':'.join(compare)}: no story in {path} has condition {absent[0]!r}; "
+                         f"its conditions are {', '.join(present)}")
+    items = judges.pairs_by_condition(stories, *compare)
+    if not items:
+        raise ValueError(f"--compare {':'.join(compare)}: no prompt in {path} has a story of both conditions; "
+                         "generate both for the same prompts")
+    return items
+
+
 def judge(args: argparse.Namespace) -> None:
-    stories = read_records(args.input, Story)
-    items = stories if args.mode == "rating" else judges.pairs_by_condition(stories, *args.compare)
+    stories = read_stories(args.input)
+    items = stories if args.mode == "rating" else _pairs_of(args.input, stories, args.compare)
     out = judges.run(judges.load_judge(args.judge), args.mode, items, args.out, progress=True)
     invalid = sum(not r["status"].startswith("ok") for r in out)
-    print(f"{len(out)} judgements in {args.out} ({invalid} invalid)")
+    cut = sum(r.get("truncated_tokens", 0) > 0 for r in out)
+    print(f"{len(out)} judgements in {args.out} ({invalid} invalid, {cut} on stories cut to the judge's input limit)")
     if args.mode == "pairwise":
         words = {s.id: len(s.text.split()) for s in stories}
         for name, e in report_mod.pair_biases(read_records(args.out, Preference), words).items():

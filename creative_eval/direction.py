@@ -158,16 +158,36 @@ def load(path: str | Path, model: PreTrainedModel | None = None) -> Direction:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
-            vector = f.get_tensor("direction")
-    except Exception as e:  # safetensors raises its own error types for foreign files
-        raise ValueError(f"{path}: not a creative-eval direction file ({e})") from None
-    missing = [k for k in ("layer", "config_fingerprint", "raw_norm", "resid_norm") if k not in meta]
-    if missing:
-        raise ValueError(f"{path}: metadata lacks {missing}; re-extract it with `creative-eval direction`")
+            names = list(f.keys())
+            vector = f.get_tensor("direction") if "direction" in names else None
+    except Exception:  # safetensors raises its own error types for foreign files (pickles, .pt, text)
+        raise ValueError(f"{path}: not a safetensors file (creative-eval never loads pickles or .pt files); "
+                         "make a direction with `creative-eval direction --out FILE.safetensors`") from None
+    if vector is None:
+        raise ValueError(f"{path}: a safetensors file without a 'direction' tensor (it holds {names[:5]}); "
+                         "make a direction with `creative-eval direction`")
+    _check_meta(path, meta, vector)
     d = Direction(vector, meta)
     if model is not None:
         d.check(model, source=str(path))
     return d
+
+
+def _check_meta(path: Path, meta: dict[str, str], vector: torch.Tensor) -> None:
+    """The metadata a direction needs, with readable values, and a vector of the size it states."""
+    missing = [k for k in ("layer", "config_fingerprint", "raw_norm", "resid_norm") if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: metadata lacks {missing}; re-extract it with `creative-eval direction`")
+    fix = "re-extract it with `creative-eval direction`"
+    for key, kind in (("layer", int), ("raw_norm", float), ("resid_norm", float), ("hidden_size", int)):
+        if key in meta:
+            try:
+                kind(meta[key])
+            except ValueError:
+                raise ValueError(f"{path}: metadata {key} is {meta[key]!r}, not a number; {fix}") from None
+    if vector.dim() != 1 or ("hidden_size" in meta and vector.shape[0] != int(meta["hidden_size"])):
+        raise ValueError(f"{path}: the vector has shape {tuple(vector.shape)} but the metadata says hidden_size "
+                         f"{meta.get('hidden_size')}; {fix}")
 
 
 DEFAULT_LAYER_FRACTION = 17 / 30  # the embedded model's sweep: best held-out AUROC at layer 17 of 30

@@ -4,16 +4,17 @@ baseline = negated prompt, plain model; induced = negated prompt, steered; creat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from . import activations, gating, steering
+from . import activations, gating, outputs, steering
 from .direction import Direction
-from .records import CONDITIONS, Pair, Story
+from .records import CONDITIONS, Pair, Story, append_jsonl, read_records, story_id
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def generate(
     return out
 
 
-def stories(
+def story_batches(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     pairs: Sequence[Pair],
@@ -94,28 +95,101 @@ def stories(
     sampling: Sampling = Sampling(),
     model_id: str = "",
     direction_file: str = "",
+    skip: Callable[[str, Sequence[Pair]], bool] = lambda condition, batch: False,
     progress: bool = False,
-) -> list[Story]:
-    """Stories for each pair in each condition, with every setting recorded on each story."""
+) -> Iterator[list[Story]]:
+    """Stories batch by batch, condition by condition, every setting recorded on each story. Batch b of a
+    condition is seeded from `sampling.seed + b` whichever batches run, so a resumed run (`skip` says which
+    batches are done) makes the same stories as an uninterrupted one."""
     unknown = set(conditions) - set(CONDITIONS)
     if unknown:
         raise ValueError(f"unknown condition(s) {sorted(unknown)}; choose from {CONDITIONS}")
     steer = steering.Steer.from_direction(direction, alpha, norm, positions)
-    settings = {
-        "model": model_id, "direction": direction_file, "layer": direction.layer, "alpha": alpha, "norm": norm,
-        "positions": positions, "template": direction.template, **sampling.__dict__,
-    }
-    out: list[Story] = []
+    starts = range(0, len(pairs), sampling.batch_size)
+    bar = tqdm(total=len(conditions) * len(starts), disable=not progress, desc="generate")
     for condition in conditions:
-        prompts = [p.creative if condition == "creative" else p.uncreative for p in pairs]
-        steers = [steer] if condition == "induced" else []
-        gens = generate(model, tokenizer, prompts, steers=steers, sampling=sampling, template=direction.template,
-                        progress=progress)
-        extra = {} if condition == "induced" else {"alpha": 0.0}
-        out += [Story(prompt_id=p.id, condition=condition, prompt=prompt, text=g.text,
-                      settings={**settings, **extra, "n_tokens": g.n_tokens})
-                for p, prompt, g in zip(pairs, prompts, gens)]
-    return out
+        settings = story_settings(direction, condition, alpha=alpha, norm=norm, positions=positions,
+                                  sampling=sampling, model_id=model_id, direction_file=direction_file)
+        for b, k in enumerate(starts):
+            batch = pairs[k : k + sampling.batch_size]
+            bar.update()
+            if skip(condition, batch):
+                continue
+            prompts = [p.creative if condition == "creative" else p.uncreative for p in batch]
+            gens = generate(model, tokenizer, prompts, steers=[steer] if condition == "induced" else [],
+                            sampling=replace(sampling, seed=sampling.seed + b), template=direction.template)
+            yield [Story(prompt_id=p.id, condition=condition, prompt=prompt, text=g.text,
+                         settings={**settings, "n_tokens": g.n_tokens}) for p, prompt, g in zip(batch, prompts, gens)]
+    bar.close()
+
+
+def story_settings(direction: Direction, condition: str, *, alpha: float, norm: str, positions: str,
+                   sampling: Sampling, model_id: str, direction_file: str) -> dict:
+    """What a story of `condition` records about how it was made (all but its own token count); unsteered
+    conditions record alpha 0."""
+    return {"model": model_id, "direction": direction_file, "layer": direction.layer,
+            "alpha": alpha if condition == "induced" else 0.0, "norm": norm, "positions": positions,
+            "template": direction.template, **sampling.__dict__}
+
+
+def stories(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], direction: Direction,
+            **kwargs) -> list[Story]:
+    """Stories for each pair in each condition (the keyword arguments of `story_batches`), in memory."""
+    return [s for batch in story_batches(model, tokenizer, pairs, direction, **kwargs) for s in batch]
+
+
+def resume(path: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair],
+           direction: Direction, *, alpha: float, norm: str = "relative", positions: str = "all",
+           conditions: Sequence[str] = CONDITIONS, sampling: Sampling = Sampling(), model_id: str = "",
+           direction_file: str = "", progress: bool = False) -> list[Story]:
+    """Stories appended to `path` (fsync'ed) batch by batch as they are made, under the file's lock; a story
+    already there with the same settings is kept, not remade, so a killed run loses at most one batch and a
+    re-run finishes it. A story already there with other settings is refused: pass another file."""
+    path = Path(path)
+    how = {"alpha": alpha, "norm": norm, "positions": positions, "sampling": sampling, "model_id": model_id,
+           "direction_file": direction_file}
+    with outputs.writing(path):
+        done = {s.id: s for s in read_records(path, Story)} if path.is_file() else {}
+        for condition in conditions:
+            want = story_settings(direction, condition, **how)
+            for p in pairs:
+                _check_same(path, done.get(story_id(p.id, condition)), want)
+
+        def finished(condition: str, batch: Sequence[Pair]) -> bool:
+            return all(story_id(p.id, condition) in done for p in batch)
+
+        for batch in story_batches(model, tokenizer, pairs, direction, conditions=conditions, skip=finished,
+                                   progress=progress, **how):
+            for story in batch:
+                if story.id not in done:
+                    append_jsonl(path, story)
+                    done[story.id] = story
+    return [done[story_id(p.id, c)] for c in conditions for p in pairs]
+
+
+def check_out(path: str | Path, pairs: Sequence[Pair], conditions: Sequence[str], *, alpha: float, norm: str,
+              positions: str, sampling: Sampling, model_id: str) -> None:
+    """Before any model loads: refuse an output holding stories of these prompts made with other settings (what the
+    direction decides, its layer, template and file, `resume` checks again once it is known)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    done = {s.id: s for s in read_records(path, Story)}
+    for condition in conditions:
+        want = {"model": model_id, "alpha": alpha if condition == "induced" else 0.0, "norm": norm,
+                "positions": positions, **sampling.__dict__}
+        for p in pairs:
+            _check_same(path, done.get(story_id(p.id, condition)), want)
+
+
+def _check_same(path: Path, story: Story | None, want: dict) -> None:
+    if story is None:
+        return
+    diff = {k: (story.settings.get(k), v) for k, v in want.items() if story.settings.get(k) != v}
+    if diff:
+        shown = ", ".join(f"{k} {a!r} there vs {b!r} now" for k, (a, b) in sorted(diff.items())[:4])
+        raise ValueError(f"{path}: story {story.id} was made with other settings ({shown}); pass another --out, "
+                         "or the same settings to resume")
 
 
 @torch.inference_mode()

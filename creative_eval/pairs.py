@@ -109,12 +109,11 @@ def load_pairs(source: str | Path = SHIPPED, split: str | None = None) -> list[P
     lines_of: dict[str, list[int]] = {}
     for p in pairs:
         lines_of.setdefault(p.split, []).append(seen[p.id])
+    if split is not None and split not in lines_of:
+        raise PairsError(f"{path}: no pairs in split {split!r}; the file has splits {sorted(lines_of)}: pass one "
+                         "of them with --split")
     for name, lines in lines_of.items():
         if len(lines) < 2:
             raise PairsError(f"{path}:{lines[0]}: split {name!r} has only this pair; every split needs at least 2 "
                              "pairs: add pairs to it or move this one to another split")
-    if split is None:
-        return pairs
-    if split not in lines_of:
-        raise PairsError(f"{path}: no pairs in split {split!r}; the file has splits {sorted(lines_of)}")
-    return [p for p in pairs if p.split == split]
+    return pairs if split is None else [p for p in pairs if p.split == split]

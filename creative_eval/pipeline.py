@@ -9,46 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
 from . import direction as direction_mod
 from . import frontier, generate, humans, judges, models, pairs, report, steering
-from .direction import Direction
-from .records import (CONDITIONS, Pair, Preference, Rating, Story, append_jsonl, from_dict, read_records,
-                      split_story_id)
+from .records import Preference, Rating, Story, from_dict, split_story_id
 
 COMPARISONS = (("induced", "baseline"), ("creative", "baseline"))
-
-
-def resumable_stories(path: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, selected: Sequence[Pair],
-                      direction: Direction, *, alpha: float, sampling: generate.Sampling, model_id: str,
-                      direction_file: str) -> list[Story]:
-    """Stories per condition, appended to `path` as each condition finishes; a condition already complete there
-    with the same settings is read back, not regenerated."""
-    done = read_records(path, Story) if path.is_file() else []
-    out: list[Story] = []
-    for condition in CONDITIONS:
-        kept = _matching(done, selected, condition, alpha, sampling)
-        if kept is None:
-            kept = generate.stories(model, tokenizer, selected, direction, alpha=alpha, conditions=[condition],
-                                    sampling=sampling, model_id=model_id, direction_file=direction_file,
-                                    progress=True)
-            for story in kept:
-                append_jsonl(path, story)
-        out += kept
-    return out
-
-
-def _matching(done: list[Story], selected: Sequence[Pair], condition: str, alpha: float,
-              sampling: generate.Sampling) -> list[Story] | None:
-    """The stored stories of `condition` made with these settings, in `selected` order; None if any is missing."""
-    want = {"max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed, "temperature": sampling.temperature,
-            "top_p": sampling.top_p, "alpha": alpha if condition == "induced" else 0.0}
-    by_id = {s.prompt_id: s for s in done
-             if s.condition == condition and all(s.settings.get(k) == v for k, v in want.items())}
-    if not {p.id for p in selected} <= set(by_id):
-        return None
-    return [by_id[p.id] for p in selected]
 
 
 def judge_all(judge, stories: Sequence[Story], pair_items: Sequence[judges.PairItem],
@@ -71,8 +36,8 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
     d, d_path = direction_mod.auto(model, tokenizer, models.EMBEDDED, progress=True)
     selected = pairs.load_pairs(pairs.SHIPPED, "test")[:n]
     sampling = generate.Sampling(max_new_tokens, seed=seed)
-    stories = resumable_stories(out / "stories.jsonl", model, tokenizer, selected, d, alpha=alpha,
-                                sampling=sampling, model_id=models.EMBEDDED, direction_file=str(d_path))
+    stories = generate.resume(out / "stories.jsonl", model, tokenizer, selected, d, alpha=alpha, sampling=sampling,
+                              model_id=models.EMBEDDED, direction_file=str(d_path), progress=True)
     items = [item for a, b in COMPARISONS for item in judges.pairs_by_condition(stories, a, b)]
     hanna_stories, labels = humans.hanna_sample(hanna_prompts) if humans.HANNA_DIR.is_dir() else ([], [])
     by_id = {s.id: s for s in hanna_stories}

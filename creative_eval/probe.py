@@ -27,11 +27,13 @@ TOKENS = ("input+response", "response", "prompt")
 
 @dataclass(kw_only=True)
 class ProbeScore:
-    """The score and the per-token cosines it averages (counted tokens only, in text order)."""
+    """The score and the per-token cosines it averages (counted tokens only, in text order); `truncated_tokens`
+    counts the tokens past the probe's `max_length` that were not read."""
 
     score: float
     trace: list[float]
     n_tokens: int
+    truncated_tokens: int = 0
 
 
 def cosines(states: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
@@ -63,7 +65,8 @@ def masked_scores(cos: torch.Tensor, mask: torch.Tensor) -> list[ProbeScore]:
 
 
 class Probe:
-    """Scores (prompt, response) texts against one direction at its own layer."""
+    """Scores (prompt, response) texts against one direction at its own layer; a text longer than `max_length`
+    tokens (default 2048, bounding memory) is read up to that length and the cut is counted on its score."""
 
     def __init__(
         self,
@@ -95,6 +98,7 @@ class Probe:
             scores = masked_scores(cosines(states[layer], self.direction.vector),
                                    counted(batch.prompt_mask, batch.response_mask, tokens))
             for row, i in enumerate(idx):
+                scores[row].truncated_tokens = batch.truncated[row]
                 out[i] = scores[row]
         return out  # type: ignore[return-value]
 

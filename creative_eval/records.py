@@ -57,7 +57,8 @@ def split_story_id(sid: str) -> tuple[str, str]:
 
 @dataclass(kw_only=True)
 class Rating:
-    """A judge's rating of one story; `status` is "ok" or "invalid: <reason>".
+    """A judge's rating of one story; `status` is "ok" or "invalid: <reason>"; `truncated_tokens` counts the
+    story tokens cut to fit the judge's input limit (0: the judge read it whole).
 
     LLM judges fill `expected` (the 0-9 expectation over the digit tokens), `argmax` and `probs`; the probe
     judge fills `score` (its cosine) and `expected` only when its preset maps scores onto 0-9."""
@@ -72,6 +73,7 @@ class Rating:
     raw: str | None = None
     template_hash: str = ""
     latency_s: float = 0.0
+    truncated_tokens: int = 0
 
 
 @dataclass(kw_only=True)
@@ -94,6 +96,7 @@ class Preference:
     status: str = "ok"
     template_hash: str = ""
     latency_s: float = 0.0
+    truncated_tokens: int = 0
 
 
 @dataclass(kw_only=True)
@@ -161,18 +164,31 @@ def append_jsonl(path: str | Path, record: Any) -> None:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object); a torn last line (a killed writer) is skipped, other bad lines raise."""
+    """Yield (line number, object); a torn last line (a killed writer) is skipped, other bad lines raise,
+    naming the file and line."""
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; pass a JSONL file")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+    lines = text.splitlines()
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            yield i, json.loads(line)
+            obj = json.loads(line)
         except json.JSONDecodeError as e:
-            if i == len(lines):
+            if i == len(lines) and not text.endswith("\n"):
                 return
             raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}); fix or delete that line") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}:{i}: a JSON {type(obj).__name__}, not an object; write one JSON object "
+                             "({...}) per line")
+        yield i, obj
 
 
 def from_dict(cls: type[R], obj: dict[str, Any]) -> R:
@@ -188,5 +204,64 @@ def read_records(path: str | Path, cls: type[R]) -> list[R]:
         try:
             out.append(from_dict(cls, obj))
         except TypeError as e:
-            raise ValueError(f"{path}:{i}: not a {cls.__name__} record ({e})") from None
+            missing = sorted({f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+                             - set(obj))
+            why = f"missing field(s) {missing}" if missing else str(e)
+            raise ValueError(f"{path}:{i}: not a {cls.__name__} record ({why}); is this the right file?") from None
+    return out
+
+
+KINDS = {  # the fields that identify a record type in a JSONL file, most specific first
+    "rating": {"judge", "story_id", "status"},
+    "preference": {"judge", "pair_id", "decision"},
+    "story": {"prompt_id", "condition", "text"},
+    "probe": {"story_id", "probe"},
+    "human": {"item_id", "story_a"},
+}
+
+
+def record_kind(obj: dict[str, Any]) -> str | None:
+    """Which record type a JSON object is (a key of KINDS), or None."""
+    return next((kind for kind, needed in KINDS.items() if needed <= set(obj)), None)
+
+
+def file_kind(path: str | Path) -> str | None:
+    """The record type of a JSONL file's first record; None for an empty file; a file of unknown records raises."""
+    first = next(iter_jsonl(path), None)
+    if first is None:
+        return None
+    kind = record_kind(first[1])
+    if kind is None:
+        raise ValueError(f"{path}:{first[0]}: records with fields {sorted(first[1])} are not stories, ratings, "
+                         "preferences, probe scores or human labels; pass a creative-eval JSONL file")
+    return kind
+
+
+def read_stories(path: str | Path) -> list[Story]:
+    """Stories to judge or score, each checked: text fields non-empty strings, one story per id; an empty file
+    is refused (there is nothing to do, and silence would look like success)."""
+    out: list[Story] = []
+    seen: dict[str, int] = {}
+    for i, obj in iter_jsonl(path):
+        for name in ("prompt_id", "condition", "prompt", "text"):
+            value = obj.get(name)
+            if not isinstance(value, str):
+                raise ValueError(f"{path}:{i}: field {name!r} is {'missing' if value is None else repr(value)[:40]}; "
+                                 "every story needs prompt_id, condition, prompt and text as strings (a stories file "
+                                 "from `creative-eval generate`)")
+            if not value.strip():
+                raise ValueError(f"{path}:{i}: field {name!r} is empty; give every story a non-empty {name} "
+                                 "or delete that line")
+        if ":" in obj["condition"]:
+            raise ValueError(f"{path}:{i}: condition {obj['condition']!r} holds a colon; rename it (story ids are "
+                             "<prompt_id>:<condition>)")
+        story = from_dict(Story, obj)
+        if story.id in seen:
+            raise ValueError(f"{path}:{i}: story {story.id} again (first on line {seen[story.id]}); keep one story "
+                             "per prompt_id and condition")
+        seen[story.id] = i
+        out.append(story)
+    if not out:
+        raise ValueError(f"{path}: no stories; pass a stories JSONL file from `creative-eval generate`")
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from creative_eval import direction, generate, pipeline
+from creative_eval import direction, generate
 from creative_eval.records import CONDITIONS, Pair, Story, read_records
 
 PAIRS = [
@@ -19,24 +19,23 @@ def _direction(tiny):
     return direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny")
 
 
-def test_stories_resume_per_condition(tiny, tmp_path, monkeypatch):
+def test_stories_resume_batch_by_batch(tiny, tmp_path, monkeypatch):
     model, tokenizer = tiny
     d = _direction(tiny)
     path = tmp_path / "stories.jsonl"
     kwargs = dict(alpha=0.2, sampling=SAMPLING, model_id="tiny", direction_file="d.safetensors")
-    first = pipeline.resumable_stories(path, model, tokenizer, PAIRS, d, **kwargs)
+    first = generate.resume(path, model, tokenizer, PAIRS, d, **kwargs)
     assert [s.condition for s in first] == [c for c in CONDITIONS for _ in PAIRS]
     assert read_records(path, Story) == first
+    assert first == generate.stories(model, tokenizer, PAIRS, d, **kwargs)  # appending changes nothing
 
     calls = []
-    real = generate.stories
-    monkeypatch.setattr(generate, "stories", lambda *a, **k: calls.append(k["conditions"]) or real(*a, **k))
-    assert pipeline.resumable_stories(path, model, tokenizer, PAIRS, d, **kwargs) == first
+    real = generate.generate
+    monkeypatch.setattr(generate, "generate", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    assert generate.resume(path, model, tokenizer, PAIRS, d, **kwargs) == first
     assert calls == []  # everything was on disk
-    # another lambda only redoes the steered condition
-    again = pipeline.resumable_stories(path, model, tokenizer, PAIRS, d, **{**kwargs, "alpha": 0.4})
-    assert calls == [["induced"]]
-    assert [s for s in again if s.condition != "induced"] == [s for s in first if s.condition != "induced"]
-    # both lambdas are on disk now; each resume reads back only its own
-    assert pipeline.resumable_stories(path, model, tokenizer, PAIRS, d, **kwargs) == first
-    assert calls == [["induced"]]
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")  # the last creative story is lost: its batch (of one pair) is made again
+    assert generate.resume(path, model, tokenizer, PAIRS, d, **kwargs) == first
+    assert calls == [1]
+

@@ -17,8 +17,9 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from .. import outputs
 from ..records import Story
-from . import presets, store
+from . import limits, presets, store
 from .base import Judge, PairItem, Templates
 
 
@@ -34,7 +35,8 @@ def load_judge(preset: str | Path, model=None, tokenizer=None, direction=None):
         key = os.environ.get(cfg["api_key_env"]) if cfg.get("api_key_env") else None
         return OpenAIJudge(cfg["id"], cfg["model"], base_url=cfg.get("base_url"), api_key=key, templates=templates,
                            parse=cfg.get("parse", "logprobs"), concurrency=cfg.get("concurrency", 4),
-                           timeout_s=cfg.get("timeout_s", 60.0))
+                           timeout_s=cfg.get("timeout_s", 60.0),
+                           max_input_chars=cfg.get("max_input_chars", limits.DEFAULT_MAX_INPUT_CHARS))
     from .. import models
 
     if model is None:
@@ -46,11 +48,13 @@ def load_judge(preset: str | Path, model=None, tokenizer=None, direction=None):
         d = direction or direction_mod.resolve(cfg.get("direction", "auto"), model, tokenizer,
                                                cfg.get("model", models.EMBEDDED), cfg.get("layer"))[0]
         scale = tuple(cfg["scale"]) if cfg.get("scale") else None
-        return ProbeJudge(cfg["id"], model, tokenizer, d, tie_band=cfg.get("tie_band", 0.0), scale=scale)
+        return ProbeJudge(cfg["id"], model, tokenizer, d, tie_band=cfg.get("tie_band", 0.0), scale=scale,
+                          max_input_tokens=limits.context_limit(model, cfg.get("max_input_tokens")))
     from .hf import HFJudge
 
     return HFJudge(cfg["id"], model, tokenizer, templates=templates, parse=cfg.get("parse", "logprobs"),
-                   batch_size=cfg.get("batch_size", 8))
+                   batch_size=cfg.get("batch_size", 8),
+                   max_input_tokens=limits.context_limit(model, cfg.get("max_input_tokens")))
 
 
 def pairs_by_condition(stories: Sequence[Story], a: str = "induced", b: str = "baseline") -> list[PairItem]:
@@ -61,18 +65,22 @@ def pairs_by_condition(stories: Sequence[Story], a: str = "induced", b: str = "b
 
 def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 8, progress: bool = False) -> list[dict]:
     """Judge `items` (stories for "rating", PairItems for "pairwise") chunk by chunk, appending each
-    judgement to `store_path` as it is made and skipping keys already there; returns all stored records."""
+    judgement to `store_path` as it is made and skipping keys already there; returns all stored records.
+    The store's lock is held throughout, so a second run on the same file waits and then skips what this one did;
+    stories longer than the judge's input limit are cut to fit, the cut recorded on the record."""
     if mode not in ("rating", "pairwise"):
         raise ValueError(f"mode={mode!r} is not 'rating' or 'pairwise'")
     key = store.rating_key if mode == "rating" else store.pair_key
-    done = store.done_keys(store_path)
-    todo = [(key(judge.id, judge.template_hash, it), it) for it in items]
-    todo = [(k, it) for k, it in todo if k not in done]
-    ask = judge.rate if mode == "rating" else judge.compare
-    for i in tqdm(range(0, len(todo), chunk), disable=not progress, desc=f"{judge.id} {mode}", unit="chunk"):
-        part = todo[i : i + chunk]
-        for (k, _), rec in zip(part, ask([it for _, it in part])):
-            store.append(store_path, k, rec)
+    with outputs.writing(store_path):
+        done = store.done_keys(store_path)
+        todo = [(key(judge.id, judge.template_hash, it), it) for it in items]
+        todo = [(k, *limits.fit(judge, it)) for k, it in todo if k not in done]  # a refusal comes before any work
+        ask = judge.rate if mode == "rating" else judge.compare
+        for i in tqdm(range(0, len(todo), chunk), disable=not progress, desc=f"{judge.id} {mode}", unit="chunk"):
+            part = todo[i : i + chunk]
+            for (k, _, cut), rec in zip(part, ask([it for _, it, _ in part])):
+                rec.truncated_tokens = max(rec.truncated_tokens, cut)
+                store.append(store_path, k, rec)
     return list(store.records(store_path)) if Path(store_path).is_file() else []
 
 

@@ -7,6 +7,7 @@ at once with a clear error."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -31,8 +32,10 @@ class JudgeBackendError(RuntimeError):
 class OpenAIJudge(Judge):
     def __init__(self, judge_id: str, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  templates: Templates = Templates(), parse: str = "logprobs", concurrency: int = 4,
-                 timeout_s: float = 60.0, max_retries: int = 6, backoff_s: float = 0.5, progress: bool = False):
+                 timeout_s: float = 60.0, max_retries: int = 6, backoff_s: float = 0.5, progress: bool = False,
+                 max_input_chars: int | None = None):
         super().__init__(judge_id, templates)
+        self.max_input_chars = max_input_chars  # longer stories are refused before any request (judges.limits)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         key = api_key or os.environ.get("OPENAI_API_KEY") or ("none" if self.base_url else None)
         if key is None:
@@ -53,7 +56,7 @@ class OpenAIJudge(Judge):
             kwargs.update(max_tokens=8)
         for attempt in range(self.max_retries + 1):
             try:
-                response = self.client.chat.completions.create(**kwargs)
+                raw = self.client.chat.completions.with_raw_response.create(**kwargs)
                 break
             except FATAL as e:
                 raise JudgeBackendError(f"{self.base_url or 'OpenAI'} refused model {self.model!r} "
@@ -64,14 +67,42 @@ class OpenAIJudge(Judge):
                 with self._lock:
                     self.retries += 1
                 time.sleep(random.uniform(0, self.backoff_s * 2**attempt))
-        choice = response.choices[0]
+        choice = self._choice(raw)
         if self.parse != "logprobs":
             return None, choice.message.content
         if choice.logprobs is None or not choice.logprobs.content:
             raise JudgeBackendError(f"{self.base_url or 'OpenAI'} returned no logprobs for model {self.model!r}; "
                                     "use a server that supports them or set `parse: generate` in the preset")
-        top = {t.token.strip(): math.exp(t.logprob) for t in reversed(choice.logprobs.content[0].top_logprobs)}
+        top_logprobs = choice.logprobs.content[0].top_logprobs
+        if not top_logprobs:
+            raise JudgeBackendError(f"{self.base_url or 'OpenAI'} returned no top_logprobs for model {self.model!r}; "
+                                    "use a server that supports them or set `parse: generate` in the preset")
+        top = {t.token.strip(): math.exp(t.logprob) for t in reversed(top_logprobs)}
         return [top.get(label, 0.0) for label in labels], choice.message.content
+
+    def _malformed(self, what: str, body: str) -> JudgeBackendError:
+        url = self.base_url or "https://api.openai.com/v1"
+        return JudgeBackendError(f"{url}/chat/completions answered {what} (first 80 characters: {body[:80]!r}); "
+                                 f"check that the base URL is an OpenAI-compatible API (it usually ends in /v1) "
+                                 f"serving model {self.model!r}")
+
+    def _choice(self, raw):
+        """The first choice of a chat completion, after checking the body is one: a server that answers 200 with
+        HTML, an empty object or no choices gets one clear line, not a parser's traceback."""
+        body = raw.text
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise self._malformed("something that is not JSON", body) from None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+            raise self._malformed("JSON without a list of choices", body)
+        first = data["choices"][0]
+        if not isinstance(first, dict) or not isinstance(first.get("message"), dict):
+            raise self._malformed("a choice without a message", body)
+        try:
+            return raw.parse().choices[0]
+        except Exception as e:  # the client's own model validation: report it as a malformed answer
+            raise self._malformed(f"a completion the client cannot read ({type(e).__name__})", body) from None
 
     def _ask(self, texts: Sequence[str], labels: Sequence[str]) -> list[tuple[list[float] | None, str | None]]:
         with ThreadPoolExecutor(self.concurrency) as pool:

@@ -11,7 +11,10 @@ _PACKAGED = Path(__file__).resolve().parent / "presets"  # where a wheel puts th
 PRESET_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "judges"
 BACKENDS = ("hf", "openai", "probe")
 FIELDS = {"backend", "model", "base_url", "api_key_env", "parse", "template_rate", "template_compare", "dtype",
-          "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "direction", "timeout_s", "id"}
+          "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "direction", "timeout_s", "id",
+          "max_input_tokens", "max_input_chars"}
+POSITIVE_INTS = ("concurrency", "batch_size", "layer", "max_input_tokens", "max_input_chars")
+NUMBERS = {"timeout_s": 0.0, "tie_band": -1.0}  # field -> a value it must exceed
 
 
 class PresetError(ValueError):
@@ -34,7 +37,8 @@ def load(name: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise PresetError(f"{path}: not valid YAML ({e})") from None
+        raise PresetError(f"{path}: not valid YAML ({' '.join(str(e).split())}); fix the syntax at the line "
+                          "shown") from None
     if not isinstance(data, dict):
         raise PresetError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
     unknown = set(data) - FIELDS
@@ -49,4 +53,18 @@ def load(name: str | Path) -> dict:
     for field in ("template_rate", "template_compare"):
         if field in data and not isinstance(data[field], str):
             raise PresetError(f"{path}: field {field!r} must be a string")
+    _check_numbers(path, data)
     return {"id": path.stem, **data}
+
+
+def _check_numbers(path: Path, data: dict) -> None:
+    """Counts are whole numbers >= 1 and times/bands real numbers in range, so a bad value fails here, naming
+    the field, not deep inside a backend."""
+    for field in POSITIVE_INTS:
+        value = data.get(field)
+        if field in data and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise PresetError(f"{path}: field {field!r} is {value!r}; write a whole number >= 1, e.g. 4")
+    for field, above in NUMBERS.items():
+        value = data.get(field)
+        if field in data and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > above):
+            raise PresetError(f"{path}: field {field!r} is {value!r}; write a number above {above:g}")

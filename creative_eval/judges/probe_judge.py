@@ -10,20 +10,22 @@ import time
 from typing import Sequence
 
 from ..direction import Direction
-from ..probe import Probe
+from ..probe import Probe, ProbeScore
 from ..records import Preference, Rating, Story
 from .base import PairItem
 
 
 class ProbeJudge:
     def __init__(self, judge_id: str, model, tokenizer, direction: Direction, *, tie_band: float = 0.0,
-                 scale: tuple[float, float] | None = None, tokens: str = "input+response", batch_size: int = 8):
+                 scale: tuple[float, float] | None = None, tokens: str = "input+response", batch_size: int = 8,
+                 max_input_tokens: int = 2048):
         self.id, self.tie_band, self.scale = judge_id, tie_band, scale
-        self.probe = Probe(model, tokenizer, direction, tokens=tokens, batch_size=batch_size)
+        self.probe = Probe(model, tokenizer, direction, tokens=tokens, batch_size=batch_size,
+                           max_length=max_input_tokens)
         self.template_hash = f"probe-L{direction.layer}-{tokens}"
 
-    def scores(self, stories: Sequence[Story]) -> list[float]:
-        return [p.score for p in self.probe.score([s.prompt for s in stories], [s.text for s in stories])]
+    def scores(self, stories: Sequence[Story]) -> list[ProbeScore]:
+        return self.probe.score([s.prompt for s in stories], [s.text for s in stories])
 
     def _mapped(self, score: float) -> float | None:
         if self.scale is None:
@@ -36,11 +38,11 @@ class ProbeJudge:
         scores = self.scores(items)
         latency = (time.perf_counter() - start) / max(len(items), 1)
         out = []
-        for s, x in zip(items, scores):
-            mapped = self._mapped(x)
-            out.append(Rating(judge=self.id, story_id=s.id, score=x, expected=mapped,
+        for s, p in zip(items, scores):
+            mapped = self._mapped(p.score)
+            out.append(Rating(judge=self.id, story_id=s.id, score=p.score, expected=mapped,
                               argmax=None if mapped is None else round(mapped), template_hash=self.template_hash,
-                              latency_s=latency))
+                              latency_s=latency, truncated_tokens=p.truncated_tokens))
         return out
 
     def compare(self, items: Sequence[PairItem]) -> list[Preference]:
@@ -49,9 +51,10 @@ class ProbeJudge:
         latency = (time.perf_counter() - start) / max(len(items), 1)
         n, out = len(items), []
         for k, it in enumerate(items):
-            margin = scores[k] - scores[n + k]
+            margin = scores[k].score - scores[n + k].score
             decision = "tie" if abs(margin) <= self.tie_band else ("A" if margin > 0 else "B")
             out.append(Preference(judge=self.id, pair_id=it.id, story_a=it.a.id, story_b=it.b.id, margin=margin,
                                   decision=decision, consistent=True, template_hash=self.template_hash,
-                                  latency_s=latency))
+                                  latency_s=latency,
+                                  truncated_tokens=scores[k].truncated_tokens + scores[n + k].truncated_tokens))
         return out

@@ -1,12 +1,14 @@
 """Judgements persisted as they are made (JSONL, flush + fsync per record) and the resume keys.
 
-Key = judge id, template hash, prompt and story hashes, and order: a re-run skips every finished key."""
+Key = judge id, template hash, prompt and story hashes, and order: a re-run skips every finished key. Writers
+hold the file's lock (`outputs.writing`); reading keeps the first record of a key, so a file that two
+unlocked writers once filled still counts each judgement once."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Iterable
+from typing import Iterator
 
 from ..records import Preference, Rating, Story, append_jsonl, iter_jsonl, to_dict
 from .base import PairItem
@@ -34,5 +36,11 @@ def append(path: str | Path, key: str, record: Rating | Preference) -> None:
     append_jsonl(path, {"key": key, **to_dict(record)})
 
 
-def records(path: str | Path) -> Iterable[dict]:
-    return (obj for _, obj in iter_jsonl(path))
+def records(path: str | Path) -> Iterator[dict]:
+    """The stored records, the first of each key only."""
+    seen: set[str] = set()
+    for _, obj in iter_jsonl(path):
+        key = obj.get("key")
+        if key is None or key not in seen:
+            seen.add(key)
+            yield obj

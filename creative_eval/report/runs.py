@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..humans import load_labels
-from ..records import HumanLabel, Preference, Rating, Story, iter_jsonl, read_records
+from ..records import HumanLabel, Preference, Rating, Story, file_kind, from_dict, iter_jsonl, read_records
 
 
 @dataclass
@@ -21,27 +21,34 @@ class Run:
     probe: dict[str, float] = field(default_factory=dict)
     humans: list[HumanLabel] = field(default_factory=list)
     lm_eval: dict[str, Any] = field(default_factory=dict)
-
-
-_KINDS = {  # the fields that identify a JSONL record type
-    "rating": {"judge", "story_id", "status"},
-    "preference": {"judge", "pair_id", "decision"},
-    "story": {"prompt_id", "condition", "text"},
-    "probe": {"story_id", "probe"},
-    "human": {"item_id", "story_a"},
-}
+    notes: dict[str, str] = field(default_factory=dict)  # duplicates and truncations, shown with the run's metadata
 
 
 def _kind(path: Path) -> str:
-    first = next(iter_jsonl(path), None)
-    if first is None:
+    kind = file_kind(path)
+    if kind is None:
         raise ValueError(f"{path}: empty file; remove it from the report inputs")
-    keys = set(first[1])
-    for kind, needed in _KINDS.items():
-        if needed <= keys:
-            return kind
-    raise ValueError(f"{path}: records with fields {sorted(keys)} are not stories, ratings, preferences, probe "
-                     "scores or human labels; pass only creative-eval and lm-eval output files")
+    return kind
+
+
+def _judgements(path: Path, cls: type) -> tuple[list, int]:
+    """The judgements in a file, each key once (the first), and how many duplicates were dropped."""
+    seen: set = set()
+    out = []
+    for i, obj in iter_jsonl(path):
+        key = obj.get("key") or (obj.get("judge"), obj.get("story_id") or obj.get("pair_id"), obj.get("template_hash"))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(_record(cls, path, i, obj))
+    return out, sum(1 for _ in iter_jsonl(path)) - len(out)
+
+
+def _record(cls: type, path: Path, line: int, obj: dict):
+    try:
+        return from_dict(cls, obj)
+    except TypeError as e:
+        raise ValueError(f"{path}:{line}: not a {cls.__name__} record ({e}); is this the right file?") from None
 
 
 def load_runs(paths: Iterable[str | Path]) -> Run:
@@ -51,7 +58,11 @@ def load_runs(paths: Iterable[str | Path]) -> Run:
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"report input {p} not found; pass run folders or JSONL/JSON files")
-        files += sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix != ".lock") if p.is_dir() else [p]
+    readable = [f for f in files if f.suffix in (".jsonl", ".json")]
+    if not readable:
+        raise ValueError(f"no JSONL or JSON files in {', '.join(map(str, paths))}; pass run folders or files "
+                         "written by creative-eval or lm-eval")
     for f in files:
         if f.name.startswith("results") and f.suffix == ".json":
             run.lm_eval.setdefault("results", []).append(json.loads(f.read_text(encoding="utf-8")))
@@ -60,16 +71,29 @@ def load_runs(paths: Iterable[str | Path]) -> Run:
         elif f.suffix == ".jsonl":
             kind = _kind(f)
             if kind == "probe":
-                run.probe.update({o["story_id"]: float(o["probe"]) for _, o in iter_jsonl(f)})
+                scored = [o for _, o in iter_jsonl(f)]
+                run.probe.update({o["story_id"]: float(o["probe"]) for o in scored})
+                _note(run, f, 0, sum(o.get("truncated_tokens", 0) > 0 for o in scored))
             elif kind == "human":
                 run.humans += load_labels(f)
-            elif kind == "rating":
-                _add_ratings(run, read_records(f, Rating))
-            elif kind == "preference":
-                run.preferences += read_records(f, Preference)
+            elif kind in ("rating", "preference"):
+                found, dropped = _judgements(f, Rating if kind == "rating" else Preference)
+                _note(run, f, dropped, sum(r.truncated_tokens > 0 for r in found))
+                if kind == "rating":
+                    _add_ratings(run, found)
+                else:
+                    run.preferences += found
             else:
                 run.stories += read_records(f, Story)
     return run
+
+
+def _note(run: Run, path: Path, duplicates: int, truncated: int) -> None:
+    """Count, per file, judgements stored twice (counted once) and inputs cut to a judge's or the probe's limit."""
+    if duplicates:
+        run.notes[f"{path.name}: duplicate records (each counted once)"] = str(duplicates)
+    if truncated:
+        run.notes[f"{path.name}: stories cut to the input limit"] = str(truncated)
 
 
 def _add_ratings(run: Run, ratings: list[Rating]) -> None:
