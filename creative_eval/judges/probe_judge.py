@@ -22,6 +22,10 @@ class ProbeJudge:
         self.probe = Probe(model, tokenizer, direction, tokens=tokens, batch_size=batch_size)
         self.template_hash = f"probe-L{direction.layer}-{tokens}"
 
+    def hash_for(self, mode: str) -> str:
+        """The probe has no phrasing: the same hash (layer and counted tokens) in both modes."""
+        return self.template_hash
+
     def scores(self, stories: Sequence[Story]) -> list[float]:
         return [p.score for p in self.probe.score([s.prompt for s in stories], [s.text for s in stories])]
 
