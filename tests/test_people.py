@@ -137,3 +137,29 @@ def test_source_labels_stay_out_of_agreement_with_people():
     rows = {r["judge"]: r for r in s["people"]["rows"]}
     assert rows["j"]["accuracy"]["estimate"] == 0.0 and rows["shorter-wins"]["accuracy"]["estimate"] == 1.0
     assert s["pairwise"]["j"]["position_bias"]["estimate"] == pytest.approx(0.55)
+
+
+def test_creative_pairwise_reports_position_bias_beside_the_win():
+    from creative_eval.harness.tasks import _pairwise_metrics, ci95_low
+
+    m = _pairwise_metrics({"decision": "A", "consistent": False, "p_first_ab": 0.9, "p_first_ba": 0.8, "status": "ok"})
+    assert (m["win_rate"], m["tie_rate"], m["consistency"]) == (1.0, 0.0, 0.0)
+    assert m["position_bias"] == pytest.approx(0.85)
+    probe = _pairwise_metrics({"decision": "B", "consistent": True, "margin": -0.1, "status": "ok"})
+    assert math.isnan(probe["position_bias"]) and math.isnan(ci95_low([probe["position_bias"]]))
+
+
+@pytest.mark.skipif(not (humans.WQ_DIR / humans.WQ_FILE).is_file(), reason="WQ data (../shared/data/wq) not present")
+def test_agreement_task_builds_four_requests_per_pair_in_both_orders(monkeypatch):
+    from lm_eval.tasks import TaskManager
+
+    from creative_eval.harness.model import SteeredHF
+
+    monkeypatch.setattr(SteeredHF, "live", None)
+    task = TaskManager().load_task_or_group("creative_agreement")["creative_agreement"]
+    docs = list(task.test_docs())
+    assert len(docs) == 150 and sum(d["choice"] == "A" for d in docs[:20]) == 10  # --limit 20 is balanced
+    reqs = task.construct_requests(docs[0], "", metadata=("creative_agreement", 0, 1))
+    assert [r.idx for r in reqs] == [0, 1, 2, 3] and [r.arguments[1] for r in reqs] == [" 1", " 2", " 1", " 2"]
+    ab, ba = reqs[0].arguments[0], reqs[2].arguments[0]
+    assert ab.index(docs[0]["a"]) < ab.index(docs[0]["b"]) and ba.index(docs[0]["b"]) < ba.index(docs[0]["a"])

@@ -206,7 +206,7 @@ def template_tables(result: dict[str, Any]) -> list[Table]:
     held = [[str(i + 1), f["chosen"], str(f["n_choose"]), *people_rows([f["held_out"]])[0][1:]]
             for i, f in enumerate(result["folds"])]
     pooled = result["pooled_held_out"]
-    held.append(["both", "(chosen per fold)", "–", str(pooled["n"]), "–", "–", fmt_estimate(pooled), *["–"] * 7])
+    held.append(["both", "(chosen per fold)", "–", str(pooled["n"]), "–", "–", fmt_estimate(pooled), *["–"] * 6])
     names = list(result["folds"][0]["choose_accuracy"])
     cands = [[n, *(f"{f['choose_accuracy'][n]:.2f}" for f in result["folds"])] for n in names]
     return [(f"Chosen template, reported on the held-out half only: {result['label']} (seed {result['seed']})",
