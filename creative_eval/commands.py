@@ -149,8 +149,12 @@ def compare_judges(args: argparse.Namespace) -> None:
     run = _report_inputs(args)
     if not run.humans:
         raise ValueError("no human labels; pass --humans FILE (CSV/JSONL) or --humans hanna")
-    result = report_mod.compare_judges(run.preferences, run.ratings, run.humans, n_boot=args.n_boot)
-    if not result["judges"]:
+    # a source label (HANNA: which story a human wrote) is reported apart, never as agreement with people
+    people = [h for h in run.humans if h.rater != humans.SOURCE_RATER]
+    source = [h for h in run.humans if h.rater == humans.SOURCE_RATER]
+    result = report_mod.compare_judges(run.preferences, run.ratings, people, n_boot=args.n_boot)
+    result["source_label"] = report_mod.compare_judges(run.preferences, [], source, n_boot=args.n_boot)
+    if not result["judges"] and not result["source_label"]["judges"]:
         raise ValueError("no judgement matches a human-labelled pair or rated story; judgements and labels must "
                          "name the same story ids (<prompt_id>:<condition>)")
     if args.json:
@@ -158,6 +162,8 @@ def compare_judges(args: argparse.Namespace) -> None:
         return
     for title, header, rows in report_mod.compare_tables(result):
         print(f"## {title}\n\n{report_mod.markdown_table(header, rows)}\n")
+    for title, header, rows in report_mod.compare_tables(result["source_label"]):
+        print(f"## Source label, not a judgement: {title}\n\n{report_mod.markdown_table(header, rows)}\n")
 
 
 def lm_eval(args: argparse.Namespace) -> int:
