@@ -151,12 +151,14 @@ def test_creative_pairwise_reports_position_bias_beside_the_win():
 
 @pytest.mark.skipif(not (humans.WQ_DIR / humans.WQ_FILE).is_file(), reason="WQ data (../shared/data/wq) not present")
 def test_agreement_task_builds_four_requests_per_pair_in_both_orders(monkeypatch):
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks._yaml_loader import load_yaml
 
+    from creative_eval.harness import autoload
     from creative_eval.harness.model import SteeredHF
 
     monkeypatch.setattr(SteeredHF, "live", None)
-    task = TaskManager().load_task_or_group("creative_agreement")["creative_agreement"]
+    config = load_yaml(autoload.task_dir() / "creative_agreement.yaml")
+    task = config["class"](config=config)
     docs = list(task.test_docs())
     assert len(docs) == 150 and sum(d["choice"] == "A" for d in docs[:20]) == 10  # --limit 20 is balanced
     reqs = task.construct_requests(docs[0], "", metadata=("creative_agreement", 0, 1))
