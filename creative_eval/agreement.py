@@ -127,8 +127,9 @@ def trivial_verdicts(pairs: Sequence[Key], texts: Mapping[str, str], seed: int =
 def verdicts_from_preferences(prefs: Sequence[Preference]) -> list[Verdicts]:
     """One Verdicts per judge from its Preference records (a later record of the same pair replaces an earlier).
 
-    An LLM judge's margin is its debiased P(A>B) - 0.5 = (P(first|AB) + 1 - P(first|BA)) / 2 - 0.5, and its
-    p_first gives position bias; a probe judge's margin is its score difference (`margin`), with no position bias.
+    An LLM judge's margin is its stored P(A>B) − 0.5 (`p_a`, averaged over both orders; computed from the two
+    P(first) for records written before `p_a` was stored), and its p_first gives position bias; a probe judge's
+    margin is its score difference (`margin`), with no position bias.
     """
     by_judge: dict[str, dict[str, dict]] = {}
     for p in prefs:
@@ -142,7 +143,8 @@ def verdicts_from_preferences(prefs: Sequence[Preference]) -> list[Verdicts]:
             parts["probe"] = True
             parts["margins"][key] = p.margin
         elif ok and p.p_first_ab is not None and p.p_first_ba is not None:
-            parts["margins"][key] = (p.p_first_ab + 1 - p.p_first_ba) / 2 - 0.5
+            p_a = p.p_a if p.p_a is not None else (p.p_first_ab + 1 - p.p_first_ba) / 2
+            parts["margins"][key] = p_a - 0.5
             parts["p_first"][key] = (p.p_first_ab, p.p_first_ba)
     return [Verdicts(judge=j, decisions=v["decisions"], margins=v["margins"], p_first=v["p_first"],
                      margin_kind="probe score A - B" if v["probe"] else "debiased P(A>B) - 0.5")
@@ -308,7 +310,8 @@ def _logit_obstacle(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> str | None:
 def length_controlled(v: Verdicts, choices: Mapping[Key, str], texts: Mapping[str, str]) -> dict[str, Any]:
     """Agreement where the people chose the longer text and where they chose the shorter (each with n and a
     Wilson CI; equal lengths and human ties left out and counted), and `length_logit` of the choice on the
-    judge's margin (its decision as +1/-1/0 where it has no margin) and the log word ratio."""
+    judge's margin in units of its standard deviation (its decision as +1/-1/0 where it has no margin) and
+    the log word ratio."""
     judged = _aligned(v, choices)
     longer, shorter, equal, rows = [], [], 0, []
     for j in judged:
@@ -323,11 +326,15 @@ def length_controlled(v: Verdicts, choices: Mapping[Key, str], texts: Mapping[st
         if m is not None:
             rows.append((int(j.human == "A"), m, ratio))
     y, m, d = (list(c) for c in zip(*rows)) if rows else ([], [], [])
+    sd = float(np.std(m)) if m else 0.0
+    kind = v.margin_kind if v.margins else DECISION_MARGIN
     return {
         "agree_when_longer_chosen": _accuracy(longer),
         "agree_when_shorter_chosen": _accuracy(shorter),
         "n_equal_length": equal,
-        "length_logit": {**length_logit(y, m, d), "margin": v.margin_kind if v.margins else DECISION_MARGIN},
+        # per SD of the margin, so judges with margins on different scales have comparable coefficients
+        "length_logit": {**length_logit(y, [x / sd for x in m] if sd > 0 else m, d),
+                         "margin": f"{kind}, per SD ({sd:.3g})" if sd > 0 else kind},
     }
 
 

@@ -164,6 +164,31 @@ def _conditions(text: str) -> list[str]:
     return names
 
 
+def _human_set(text: str) -> str:
+    """`wq`, `hanna-ratings` or an existing label file (its rows are validated when it is read)."""
+    if text not in ("wq", "hanna-ratings") and not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: not wq, hanna-ratings or an existing label file (CSV/JSONL)")
+    return text
+
+
+def _names(text: str) -> list[str]:
+    """Comma-separated names, e.g. rate-short,compare-creative."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing; write e.g. rate-short,compare-creative")
+    return names
+
+
+def _people_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--humans", type=_human_set, required=True,
+                   help="wq (expert writing-quality pairs) | hanna-ratings (crowd ratings) | a label FILE (CSV/JSONL)")
+    p.add_argument("--stories", type=_existing_file, default=None, help="stories JSONL holding the texts a label FILE names")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="wq: the first N pairs of the fixed nested sample; hanna-ratings: N stories; FILE: N items")
+    p.add_argument("--seed", type=int, default=0, help="WQ sides and sample, the template split, the random judge")
+    p.add_argument("--n-boot", type=_positive_int, default=2000)
+
+
 def _condition_pair(text: str) -> tuple[str, str]:
     """`A:B`, the one spelling of a condition pair (stories may carry any condition or source label)."""
     a, sep, b = (part.strip() for part in text.partition(":"))
@@ -271,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=30, help="number of test prompts (default 30)")
     p.add_argument("--max-new-tokens", type=_positive_int, default=128)
     p.add_argument("--alpha", type=_finite, default=steering.DEFAULT_ALPHA, help="lambda, relative norm")
-    p.add_argument("--hanna", type=_count, default=24, help="HANNA prompts for the human-label panel (0: none)")
+    p.add_argument("--wq", type=_count, default=40, help="WQ expert pairs for the agreement-with-people panel (0: none)")
     p.add_argument("--out", default="reports/demo", help="run and report folder (a re-run resumes)")
 
     p = sub.add_parser("annotate", help="blinded pairwise human annotation: export a page, import its results")
@@ -325,6 +350,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", type=_condition_pair, default=("induced", "baseline"), metavar="COND:COND",
                    help="pairwise: the conditions (or source labels) paired per prompt id (default induced:baseline)")
     p.add_argument("--out", required=True, help="judgements JSONL (appended as made; a re-run resumes)")
+
+    p = sub.add_parser("agreement", help="judges vs people: accuracy, AUROC, length control, beside trivial judges")
+    p.add_argument("--judge", nargs="+", required=True, help="judge presets (embedded, self, probe, ...) or .yaml paths")
+    _people_args(p)
+    p.add_argument("--mode", choices=("both", "pairwise", "rating"), default="both",
+                   help="pairwise (both orders, debiased), rating (and pairwise from ratings), or both")
+    p.add_argument("--out", default="reports/agreement",
+                   help="folder: judgements (appended as made; a re-run resumes), agreement.json, agreement.png")
+
+    p = sub.add_parser("templates", help="choose a judge's template on half the labelled pairs, report it on the other")
+    p.add_argument("--judge", required=True, help="an LLM judge preset (the probe has no template)")
+    _people_args(p)
+    p.add_argument("--templates", type=_names, default=None,
+                   help="comma-separated template names from judges/templates/ (default: all)")
+    p.add_argument("--out", default="reports/templates", help="folder: judgements (resumed) and templates.json")
     return parser
 
 

@@ -7,11 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from . import agreement as agreement_mod
 from . import annotate as annotate_mod
 from . import direction as direction_mod
 from . import export as export_mod
 from . import generate as generate_mod
-from . import coherence, frontier, humans, judges, models, outputs, pairs, pipeline, probe, sweeps
+from . import coherence, frontier, humans, judges, models, outputs, pairs, pipeline, probe, selection, suite, sweeps
 from . import scores as scores_mod
 from . import report as report_mod
 from .records import Preference, Story, read_records, read_stories
@@ -103,7 +104,7 @@ def steer_sweep(args: argparse.Namespace) -> None:
 
 def demo(args: argparse.Namespace) -> None:
     path = pipeline.demo(args.out, n=args.n, max_new_tokens=args.max_new_tokens, alpha=args.alpha,
-                         hanna_prompts=args.hanna)
+                         wq_pairs=args.wq)
     report_mod.print_summary(report_mod.read_summary(path)["summary"])
     print(f"report: {path} (figure: {path.parent / 'figure1.png'})")
 
@@ -170,8 +171,12 @@ def compare_judges(args: argparse.Namespace) -> None:
     run = _report_inputs(args)
     if not run.humans:
         raise ValueError("no human labels; pass --humans FILE (CSV/JSONL) or --humans hanna")
-    result = report_mod.compare_judges(run.preferences, run.ratings, run.humans, n_boot=args.n_boot)
-    if not result["judges"]:
+    # a source label (HANNA: which story a human wrote) is reported apart, never as agreement with people
+    people = [h for h in run.humans if h.rater != humans.SOURCE_RATER]
+    source = [h for h in run.humans if h.rater == humans.SOURCE_RATER]
+    result = report_mod.compare_judges(run.preferences, run.ratings, people, n_boot=args.n_boot)
+    result["source_label"] = report_mod.compare_judges(run.preferences, [], source, n_boot=args.n_boot)
+    if not result["judges"] and not result["source_label"]["judges"]:
         raise ValueError("no judgement matches a human-labelled pair or rated story; judgements and labels must "
                          "name the same story ids (<prompt_id>:<condition>)")
     if args.json:
@@ -179,6 +184,8 @@ def compare_judges(args: argparse.Namespace) -> None:
         return
     for title, header, rows in report_mod.compare_tables(result):
         print(f"## {title}\n\n{report_mod.markdown_table(header, rows)}\n")
+    for title, header, rows in report_mod.compare_tables(result["source_label"]):
+        print(f"## Source label, not a judgement: {title}\n\n{report_mod.markdown_table(header, rows)}\n")
 
 
 def lm_eval(args: argparse.Namespace) -> int:
@@ -226,4 +233,44 @@ def judge(args: argparse.Namespace) -> None:
     if args.mode == "pairwise":
         words = {s.id: len(s.text.split()) for s in stories}
         for name, e in report_mod.pair_biases(read_records(args.out, Preference), words).items():
-            print(f"{name.replace('_', ' ')}: {report_mod.fmt_estimate(e)} (n={e['n']} pairs)")
+            if e is not None:
+                print(f"{name.replace('_', ' ')}: {report_mod.fmt_estimate(e)} (n={e['n']} pairs)")
+
+
+def _human_set(args: argparse.Namespace) -> suite.HumanSet:
+    return suite.human_set(args.humans, args.limit, args.seed, args.stories)
+
+
+def agreement(args: argparse.Namespace) -> None:
+    hs = _human_set(args)
+    for spec in args.judge:
+        judges.presets.load(spec)  # a bad preset fails before any model loads
+    modes = suite.MODES if args.mode == "both" else (args.mode,)
+    judged, rated = [], {}
+    for spec in args.judge:
+        judge = judges.load_judge(spec)
+        prefs, ratings = suite.collect(judge, hs, args.out, modes, progress=True)
+        judged += suite.verdicts(judge.id, prefs, ratings, hs)
+        rated[judge.id] = ratings
+    result = report_mod.clean(agreement_mod.as_plain(suite.table(hs, judged, rated, args.n_boot, args.seed)))
+    out = Path(args.out)
+    (out / "agreement.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    report_mod.agreement_figure(result, out / "agreement.png")
+    for title, header, rows in report_mod.agreement_tables(result):
+        print(f"## {title}\n\n{report_mod.markdown_table(header, rows)}\n")
+    print(f"wrote {out / 'agreement.json'} and {out / 'agreement.png'}")
+
+
+def templates(args: argparse.Namespace) -> None:
+    hs = _human_set(args)
+    if not hs.pairwise:
+        raise ValueError(f"--humans {args.humans}: templates are chosen on pairwise labels (e.g. wq)")
+    names = suite.check_templates(args.templates)
+    judges.presets.load(args.judge)
+    candidates = suite.template_candidates(judges.load_judge(args.judge), hs, args.out, names, progress=True)
+    result = report_mod.clean(agreement_mod.as_plain(selection.choose(candidates, agreement_mod.human_choices(hs.labels),
+                                                                   {s.id: s.text for s in hs.stories}, hs.label,
+                                                                   args.seed)))
+    (Path(args.out) / "templates.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    for title, header, rows in report_mod.template_tables(result):
+        print(f"## {title}\n\n{report_mod.markdown_table(header, rows)}\n")

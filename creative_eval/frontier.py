@@ -139,7 +139,7 @@ def with_rate_template(judge, template: str, suffix: str = "coherence"):
         raise ValueError(f"judge {judge.id!r} has no templates (the probe judge cannot rate coherence); "
                          "use an LLM judge preset")
     out = copy.copy(judge)
-    out.templates = dataclasses.replace(judge.templates, rate=template)
+    out.templates = dataclasses.replace(judge.templates, rate=(template,))
     out.id = f"{judge.id}-{suffix}"
     return out
 
@@ -161,7 +161,7 @@ def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stories:
     items = [judges.PairItem(s, base[s.prompt_id]) for s in flat if s.condition != "baseline"]
     stored = {r["key"]: r for r in judges.run(judge, "pairwise", items, out / f"preferences-{judge.id}.jsonl",
                                               progress=True)}
-    prefs = {it.a.id: from_dict(Preference, stored[judges.store.pair_key(judge.id, judge.template_hash, it)])
+    prefs = {it.a.id: from_dict(Preference, stored[judges.store.pair_key(judge.id, judge.hash_for("pairwise"), it)])
              for it in items}
     rows = []
     for s, p, o, x in zip(flat, ppl, own, other):
@@ -178,7 +178,7 @@ def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stories:
 def _ratings(judge, stories: Sequence[Story], path: Path) -> dict[str, float | None]:
     """story id -> expected 0-9 rating (None when invalid), read by each story's store key (this text)."""
     stored = {r["key"]: from_dict(Rating, r) for r in judges.run(judge, "rating", stories, path, progress=True)}
-    ratings = {s.id: stored[judges.store.rating_key(judge.id, judge.template_hash, s)] for s in stories}
+    ratings = {s.id: stored[judges.store.rating_key(judge.id, judge.hash_for("rating"), s)] for s in stories}
     return {sid: (r.expected if r.status == "ok" else None) for sid, r in ratings.items()}
 
 

@@ -52,6 +52,12 @@ HANNA_ASPECTS = {"Relevance": "RE", "Coherence": "CH", "Empathy": "EM", "Surpris
                  "Engagement": "EG", "Complexity": "CX"}
 HUMAN_SOURCE = "human"
 SOURCE_RATER = "hanna-source"  # the rater of reference labels (which story is human-written), not a judgement
+ARTEFACTS = ("Human:", "###", "Assistant:")  # chat-format debris in some HANNA model stories
+
+
+def has_artefacts(text: str) -> bool:
+    """Chat artefacts ("Human:", "###", "Assistant:") in a story: the text is partly not a story at all."""
+    return any(a in text for a in ARTEFACTS)
 _FIELDS = [f.name for f in dataclasses.fields(HumanLabel)]
 
 
@@ -186,40 +192,35 @@ def hanna_stories(root: str | Path = HANNA_DIR) -> list[Story]:
     out = []
     for i, (prompt, human, models) in enumerate(hanna_prompts(root)):
         pid = f"hanna-{i:02d}"
-        out += [Story(prompt_id=pid, condition=source, prompt=prompt, text=text, settings={"source": "hanna"})
+        out += [Story(prompt_id=pid, condition=source, prompt=prompt, text=text,
+                      settings={"source": "hanna", "chat_artefacts": has_artefacts(text)})
                 for source, text in [(HUMAN_SOURCE, human), *models.items()]]
     return out
 
 
-def hanna_pairs(root: str | Path = HANNA_DIR, seed: int = 0) -> list[HumanLabel]:
+def hanna_pairs(root: str | Path = HANNA_DIR, seed: int = 0, keep_artefacts: bool = False) -> list[HumanLabel]:
     """Human-written vs model-written story for the same prompt, one label per (prompt, model).
 
-    The label is the human-written story (a source label, see the module docstring). Which side it is shown
-    on is drawn at random (fixed seed) so a judge's position bias cannot pass for agreement.
+    The label is the human-written story: a *source* label (see the module docstring), never a judgement of
+    creativity by people. Model stories with chat artefacts ("Human:", "###", "Assistant:"; 28 of Llama-7b's
+    96) are dropped unless `keep_artefacts`, since telling them apart measures the debris, not the writing.
+    Which side the human story is shown on is drawn at random (fixed seed) so position bias cannot pass for
+    agreement.
     """
     rng = random.Random(seed)
     labels = []
     for i, (_, _, models) in enumerate(hanna_prompts(root)):
         human_id = f"hanna-{i:02d}:{HUMAN_SOURCE}"
-        for model in models:
+        for model, text in models.items():
             other = f"hanna-{i:02d}:{model}"
+            if has_artefacts(text) and not keep_artefacts:
+                rng.random()  # keep the sides of the other pairs where they were
+                continue
             a, b, choice = (human_id, other, "A") if rng.random() < 0.5 else (other, human_id, "B")
             labels.append(HumanLabel(item_id=f"hanna-{i:02d}:human-vs-{model}", story_a=a, story_b=b, choice=choice,
                                      rater=SOURCE_RATER,
-                                     comment="reference label: the human-written story"))
+                                     comment="source label: the human-written story (not a judgement)"))
     return labels
-
-
-def hanna_sample(n_prompts: int, max_words: int | None = 120, root: str | Path = HANNA_DIR,
-                 seed: int = 0) -> tuple[list[Story], list[HumanLabel]]:
-    """A small judging set: the first `n_prompts` prompts' human story against the first model's story, each
-    cut to `max_words` words (long stories make local judges slow), with their source labels."""
-    stories = {s.id: s for s in hanna_stories(root)}
-    first_model = next(iter(hanna_prompts(root)[0][2]))
-    labels = [h for h in hanna_pairs(root, seed) if h.item_id.endswith(f"-vs-{first_model}")][:n_prompts]
-    ids = [i for h in labels for i in (h.story_a, h.story_b)]
-    cut = [dataclasses.replace(stories[i], text=" ".join(stories[i].text.split()[:max_words])) for i in ids]
-    return cut, labels
 
 
 def hanna_ratings(root: str | Path = HANNA_DIR, aspects: tuple[str, ...] = ("Surprise", "Complexity")) -> list[HumanLabel]:
@@ -328,17 +329,25 @@ def wq_pairs(root: str | Path = WQ_DIR, seed: int = 0) -> tuple[list[Story], lis
     return stories, labels
 
 
-def wq_sample(n: int, seed: int = 0, root: str | Path = WQ_DIR) -> tuple[list[Story], list[HumanLabel]]:
-    """A fixed small judging set: n distinct WQ pairs drawn with `seed`, half with the preferred side A (n odd:
-    one more B), in the file's pair order."""
+def wq_order(seed: int = 0, root: str | Path = WQ_DIR) -> tuple[list[Story], list[HumanLabel]]:
+    """Every WQ pair, labels in a seeded order that alternates the preferred side (B, A, B, ...): any first n
+    of them is `wq_sample(n, seed)`, so `--limit n` over this order stays balanced over sides."""
     stories, labels = wq_pairs(root, seed)
-    if not 1 <= n <= len(labels):
-        raise ValueError(f"wq_sample: n={n} must lie between 1 and the {len(labels)} WQ pairs")
     rng = random.Random(seed)
     on_a = [h for h in labels if h.choice == "A"]
     on_b = [h for h in labels if h.choice == "B"]
-    if n // 2 > len(on_a) or n - n // 2 > len(on_b):
-        raise ValueError(f"wq_sample: cannot draw {n} pairs balanced over sides from {len(on_a)} A / {len(on_b)} B")
-    chosen = {h.item_id for h in rng.sample(on_a, n // 2) + rng.sample(on_b, n - n // 2)}
-    keep = [h for h in labels if h.item_id in chosen]
+    rng.shuffle(on_a)
+    rng.shuffle(on_b)
+    return stories, [h for pair in zip(on_b, on_a) for h in pair] + on_b[len(on_a):] + on_a[len(on_b):]
+
+
+def wq_sample(n: int, seed: int = 0, root: str | Path = WQ_DIR) -> tuple[list[Story], list[HumanLabel]]:
+    """A fixed small judging set: the first n of a seeded order of the distinct WQ pairs that alternates the
+    preferred side (B, A, B, ...), so half have it on side A (n odd: one more B) and a smaller sample is
+    always part of a larger one (judgements made for 40 pairs count toward 80). In the file's pair order."""
+    stories, order = wq_order(seed, root)
+    if not 1 <= n <= len(order):
+        raise ValueError(f"wq_sample: n={n} must lie between 1 and the {len(order)} WQ pairs")
+    chosen = {h.item_id for h in order[:n]}
+    keep = [h for h in wq_pairs(root, seed)[1] if h.item_id in chosen]
     return [s for s in stories if s.prompt_id in chosen], keep

@@ -11,26 +11,29 @@ from typing import Sequence
 
 from . import direction as direction_mod
 from . import frontier, generate, humans, judges, models, pairs, report, steering
-from .records import Preference, Rating, Story, from_dict, split_story_id
+from .records import Preference, Rating, Story, from_dict
 
 COMPARISONS = (("induced", "baseline"), ("creative", "baseline"))
 
 
 def judge_all(judge, stories: Sequence[Story], pair_items: Sequence[judges.PairItem],
               out: Path) -> tuple[list[Rating], list[Preference]]:
-    """One judge's ratings of every story and preferences on every pair, persisted and resumed by key."""
+    """One judge's ratings of every story and preferences on every pair, persisted and resumed by key (records
+    of other templates in the same files are left out)."""
     rated = judges.run(judge, "rating", stories, out / f"ratings-{judge.id}.jsonl", progress=True)
     compared = judges.run(judge, "pairwise", pair_items, out / f"preferences-{judge.id}.jsonl", progress=True)
-    return [from_dict(Rating, r) for r in rated], [from_dict(Preference, r) for r in compared]
+    return ([from_dict(Rating, r) for r in rated if r["template_hash"] == judge.hash_for("rating")],
+            [from_dict(Preference, r) for r in compared if r["template_hash"] == judge.hash_for("pairwise")])
 
 
 def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 128, alpha: float = steering.DEFAULT_ALPHA,
-         hanna_prompts: int = 24, seed: int = 0) -> Path:
+         wq_pairs: int = 40, seed: int = 0) -> Path:
     """The main job on the embedded model; returns the report's path.
 
     Stories for `n` test prompts in three conditions, judged by the model itself (0-9 rating, pairwise in both
-    orders) and by the probe; with HANNA present, both judges also compare human- and model-written stories
-    (first `hanna_prompts` prompts, first 120 words each) so the report shows agreement with a human label."""
+    orders, position-debiased) and by the probe; with WQ present, both judges also compare `wq_pairs` expert-
+    labelled paragraph pairs (a fixed sample), so the report shows agreement with people (writing quality)
+    beside the length and random baselines."""
     out = Path(out)
     model, tokenizer = models.load(models.EMBEDDED)
     d, d_path = direction_mod.auto(model, tokenizer, models.EMBEDDED, progress=True)
@@ -39,8 +42,9 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
     stories = generate.resume(out / "stories.jsonl", model, tokenizer, selected, d, alpha=alpha, sampling=sampling,
                               model_id=models.EMBEDDED, direction_file=str(d_path), progress=True)
     items = [item for a, b in COMPARISONS for item in judges.pairs_by_condition(stories, a, b)]
-    hanna_stories, labels = humans.hanna_sample(hanna_prompts) if humans.HANNA_DIR.is_dir() else ([], [])
-    by_id = {s.id: s for s in hanna_stories}
+    have_wq = wq_pairs and (humans.WQ_DIR / humans.WQ_FILE).is_file()
+    wq_stories, labels = humans.wq_sample(wq_pairs, seed) if have_wq else ([], [])
+    by_id = {s.id: s for s in wq_stories}
     items += [judges.PairItem(by_id[h.story_a], by_id[h.story_b]) for h in labels]
     ratings, preferences = judge_all(judges.load_judge("self", model, tokenizer), stories, items, out)
     probe_judge = judges.load_judge("probe", model, tokenizer)
@@ -48,7 +52,7 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
     probe_scores = {r.story_id: r.score for r in probe_ratings if r.score is not None}
     meta = {"direction_file": str(d_path), **{f"direction_{k}": v for k, v in d.meta.items()}}
     if labels:
-        meta["human_label"] = f"HANNA source: human-written vs {split_story_id(labels[0].story_b)[1]} story"
+        meta["human_label"] = f"WQ experts' writing-quality preference, {len(labels)} pairs (seed {seed})"
     steering_frontier = frontier.demo(model, tokenizer, d, selected, out / "frontier", model_id=models.EMBEDDED)
     return report.build(out.name, stories, ratings, preferences + probe_preferences, probe_scores, labels,
-                        meta, out_root=out.parent, frontier=steering_frontier)
+                        meta, out_root=out.parent, human_stories=wq_stories, frontier=steering_frontier)

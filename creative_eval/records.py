@@ -80,9 +80,11 @@ class Rating:
 class Preference:
     """A judge's choice between two stories of one prompt, asked in both orders.
 
-    LLM judges fill p_first_ab = P(first is more creative) with A shown first and p_first_ba with B shown
-    first; the probe judge fills `margin` = score(A) - score(B). decision is "A", "B" or "tie" (the two orders
-    disagree, or a margin inside the judge's tie band)."""
+    LLM judges fill p_first_ab = P(first is more creative) with A shown first, p_first_ba with B shown first,
+    and p_a = P(A is preferred), averaged over both orders = (p_first_ab + 1 - p_first_ba) / 2, which cancels
+    the judge's position bias; the probe judge fills `margin` = score(A) - score(B). decision is "A", "B" or
+    "tie" (p_a or the margin within the judge's tie band). `consistent`: both orders named the same story
+    (a diagnostic of position bias, not a condition of the decision)."""
 
     judge: str
     pair_id: str
@@ -92,6 +94,7 @@ class Preference:
     consistent: bool | None
     p_first_ab: float | None = None
     p_first_ba: float | None = None
+    p_a: float | None = None
     margin: float | None = None
     status: str = "ok"
     template_hash: str = ""

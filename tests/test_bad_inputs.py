@@ -118,7 +118,7 @@ CASES = [
     Case("max new tokens", [*GEN, "--max-new-tokens", "-5"], ("--max-new-tokens", "write e.g. 8")),
     Case("demo n", ["demo", "--n", "-1"], ("--n", "'-1'", "write e.g. 8")),
     Case("demo max new tokens", ["demo", "--max-new-tokens", "-5"], ("--max-new-tokens", "write e.g. 8")),
-    Case("demo hanna", ["demo", "--hanna", "-1"], ("--hanna", "whole number >= 0", "write e.g. 0")),
+    Case("demo wq", ["demo", "--wq", "-1"], ("--wq", "whole number >= 0", "write e.g. 0")),
     Case("report n-boot", ["report", "run", "--n-boot", "0"], ("--n-boot", "write e.g. 8")),
     Case("judge mode", [*J, "--input", "stories.jsonl", "--out", "r.jsonl", "--mode", "ranking"],
          ("--mode", "choose from")),

@@ -71,7 +71,13 @@ def test_bad_jsonl_and_paths(tmp_path):
 @needs_hanna
 def test_hanna_pairs_put_the_human_story_on_a_random_side():
     labels = humans.hanna_pairs()
-    assert len(labels) == 96 * 6
+    every = humans.hanna_pairs(keep_artefacts=True)
+    assert len(every) == 96 * 6
+    # the stories with chat artefacts (28 Llama-7b, 27 OrcaPlatypus-13b, 3 Mistral-7b) are dropped, the other
+    # pairs keep their sides, and every label says it is a source label
+    dropped = {h.item_id for h in every} - {h.item_id for h in labels}
+    assert len(labels) == 96 * 6 - 58 and sum("Llama-7b" in i for i in dropped) == 28
+    assert all(h in every for h in labels) and all("source label" in h.comment for h in labels)
     for h in labels:
         human_side = h.story_a if h.choice == "A" else h.story_b
         assert human_side.endswith(":human") and h.story_a.split(":")[0] == h.story_b.split(":")[0]

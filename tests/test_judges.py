@@ -26,7 +26,7 @@ def test_parse_digit_prefers_brackets_and_rejects_garbage():
     assert base.parse_digit("I'd say 3, final [7]") == "7"
     assert base.parse_digit("Score: 12 then 4") == "4"
     assert base.parse_digit("no idea") is None
-    r = base.rating_from_probs("j", stories(1)[0], None, "no idea", "h", 0.0)
+    r = base.rating_from_probs("j", stories(1)[0], [(None, "no idea")], "h", 0.0)
     assert r.status.startswith("invalid") and r.expected is None
 
 
@@ -35,11 +35,72 @@ def test_expected_score_renormalises():
     assert e == pytest.approx(5.5) and k == 2
 
 
-def test_preference_inconsistent_orders_is_tie():
+def test_debiased_decision_follows_the_difference_not_the_position():
     item = base.PairItem(*stories(1))
-    assert base.preference("j", item, 0.9, 0.2, "h", 0).decision == "A"
-    p = base.preference("j", item, 0.9, 0.8, "h", 0)
-    assert p.decision == "tie" and p.consistent is False
+    p = base.preference("j", item, 0.9, 0.2, "h", 0)
+    assert p.decision == "A" and p.consistent is True and p.p_a == pytest.approx(0.85)
+    # P(first) = 0.87 in both orders: position bias cancels, nothing is left -> a tie at tie_band 0
+    p = base.preference("j", item, 0.87, 0.87, "h", 0)
+    assert p.p_a == pytest.approx(0.5) and p.decision == "tie" and p.consistent is False
+    # 0.88 with A first, 0.86 with B first: A named first more often -> A, though both orders name the first
+    p = base.preference("j", item, 0.88, 0.86, "h", 0)
+    assert p.p_a == pytest.approx(0.51) and p.decision == "A" and p.consistent is False
+    assert base.preference("j", item, 0.86, 0.88, "h", 0).decision == "B"
+    # the tie band: |P(A>B) - 1/2| must exceed it
+    assert base.preference("j", item, 0.88, 0.86, "h", 0, tie_band=0.02).decision == "tie"
+    assert base.preference("j", item, 0.95, 0.86, "h", 0, tie_band=0.02).decision == "A"
+    # parse mode (1/0 answers): orders that disagree are a tie, as before
+    assert base.preference("j", item, 1.0, 1.0, "h", 0).decision == "tie"
+    assert base.preference("j", item, None, 0.3, "h", 0).status.startswith("invalid")
+
+
+class FixedJudge(base.Judge):
+    """Answers by template and by the story shown first: P(first) = 0.87 when the first text holds 'induced'
+    under the first template, 0.85 otherwise; the second template always 0.5."""
+
+    def _ask(self, texts, labels):
+        out = []
+        for t in texts:
+            if len(labels) == 2:
+                p = 0.5 if t.startswith("Text 1:") else (0.87 if t.index("induced") < t.index("baseline") else 0.85)
+                out.append(([p, 1 - p], None))
+            else:
+                out.append(([1.0 if k == (2 if "Rate the writing" in t else 6) else 0.0 for k in range(10)], None))
+        return out
+
+
+def test_compare_in_both_orders_and_ensemble_averages_templates():
+    item = judges.pairs_by_condition(stories(1), "induced", "baseline")
+    (p,) = FixedJudge("f").compare(item)
+    assert (p.p_first_ab, p.p_first_ba, p.decision) == (0.87, 0.85, "A") and p.p_a == pytest.approx(0.51)
+    both = FixedJudge("f", base.Templates.named(compare="ensemble"))
+    names = judges.templates.names("compare")
+    (q,) = both.compare(item)
+    # compare-short starts "Text 1:" (always 0.5); the others answer 0.87 / 0.85
+    k = len(names) - 1
+    assert q.p_first_ab == pytest.approx((0.87 * k + 0.5) / len(names))
+    assert q.template_hash == both.hash_for("pairwise") != p.template_hash
+    (r,) = FixedJudge("f", base.Templates.named(rate="ensemble")).rate(stories(1)[:1])
+    n_rate = len(judges.templates.names("rate"))  # rate-short says 2, the others 6
+    assert r.expected == pytest.approx((6 * (n_rate - 1) + 2) / n_rate)
+
+
+def test_templates_are_files_with_their_placeholders(tmp_path):
+    from creative_eval.judges import templates
+
+    assert {"rate-creative", "rate-short"} <= set(templates.names("rate"))
+    assert "compare-creative" in templates.names("compare")
+    assert base.Templates().rate == (templates.text("rate-creative"),)
+    assert len({templates.template_hash([templates.text(n)]) for n in templates.names("rate")}) == len(
+        templates.names("rate"))
+    with pytest.raises(ValueError, match="known templates"):
+        templates.text("rate-nope")
+    with pytest.raises(ValueError, match="not a rate template"):
+        templates.resolve("compare-creative", "rate")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backend: hf\ntemplate_rate: rate-nope\n")
+    with pytest.raises(presets.PresetError, match="template_rate"):
+        presets.load(bad)
 
 
 def test_hf_judge_digits_need_single_tokens(tiny):
@@ -125,7 +186,7 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tiny, tmp_path):
     final = out.read_bytes()
     assert final.startswith(killed), "records written before the kill changed"
     keys = [r["key"] for r in recs]
-    expected = {store.rating_key("tiny", judge.template_hash, s) for s in stories(6)}
+    expected = {store.rating_key("tiny", judge.hash_for("rating"), s) for s in stories(6)}
     assert len(keys) == 12 and set(keys) == expected  # each judgement exactly once
     assert len(asked) == 12 - n_done  # nothing finished before the kill was judged again
     assert b"torn" not in final
@@ -151,5 +212,6 @@ def test_cli_pairwise_prints_biases_and_resumes(embedded, tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "3 judgements" in printed and "position consistency: 1.00" in printed and "longer wins: –" in printed
+    assert "position bias" not in printed  # the probe has no P(first)
     assert main(args) == 0  # resumed: nothing new
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3

@@ -30,7 +30,8 @@ def test_hook_registers_model_and_tasks():
     assert "steered_hf" in model_registry
     assert model_registry.get("steered_hf") is steered_model.SteeredHF
     tm = TaskManager()
-    assert {"creative", "creative_generate", "creative_pairwise", "creative_probe", "creative_rating"} <= set(tm.all_tasks)
+    assert {"creative", "creative_generate", "creative_pairwise", "creative_probe", "creative_rating",
+            "creative_agreement"} <= set(tm.all_tasks)
     assert Path(tm.task_index["creative_probe"].yaml_path).parent == autoload.task_dir()
 
 

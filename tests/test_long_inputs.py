@@ -21,8 +21,8 @@ def _story(pid: str, text: str, condition: str = "baseline") -> Story:
 
 
 def _judge_tokens(judge, item) -> int:
-    text = (judge.templates.compare.format(prompt=item.a.prompt, first=item.a.text, second=item.b.text)
-            if isinstance(item, judges.PairItem) else judge.templates.rate.format(prompt=item.prompt, story=item.text))
+    text = (judge.templates.compare[0].format(prompt=item.a.prompt, first=item.a.text, second=item.b.text)
+            if isinstance(item, judges.PairItem) else judge.templates.rate[0].format(prompt=item.prompt, story=item.text))
     return len(judge.tokenizer(activations.render(judge.tokenizer, text, None, True))["input_ids"])
 
 

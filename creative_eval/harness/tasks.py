@@ -51,8 +51,11 @@ def ci95_high(items: Sequence[float]) -> float:
 
 
 def _ci(items: Sequence[float]) -> stats.Estimate:
-    """Wilson for 0/1 outcomes (rates), t otherwise; NaN (invalid judgements) dropped."""
+    """Wilson for 0/1 outcomes (rates), t otherwise; NaN (invalid judgements, or no P(first) from the probe)
+    dropped; no values at all give NaN bounds."""
     values = [float(v) for v in items if not math.isnan(float(v))]
+    if not values:
+        return stats.Estimate(math.nan, math.nan, math.nan, 0, "item", "none: no values")
     if values and set(values) <= {0.0, 1.0}:
         return stats.proportion_ci(int(sum(values)), len(values))
     return stats.mean_ci(values)
@@ -144,12 +147,16 @@ def _value(result: dict, key: str) -> float:
 
 
 def _pairwise_metrics(pref: dict) -> dict[str, float]:
-    """Per pair: did the steered story (shown as A) win, tie, and were both orders consistent."""
+    """Per pair: did the steered story (shown as A) win (position-debiased decision), tie, were both orders
+    consistent, and the judge's position bias (mean P(first shown) over both orders; NaN for the probe)."""
     ok = pref.get("status", "ok") == "ok" and pref.get("decision") is not None
+    nan = float("nan")
+    both = ok and pref.get("p_first_ab") is not None and pref.get("p_first_ba") is not None
     out = {
-        "win_rate": float(pref["decision"] == "A") if ok else float("nan"),
-        "tie_rate": float(pref["decision"] == "tie") if ok else float("nan"),
-        "consistency": float(bool(pref["consistent"])) if ok else float("nan"),
+        "win_rate": float(pref["decision"] == "A") if ok else nan,
+        "tie_rate": float(pref["decision"] == "tie") if ok else nan,
+        "consistency": float(bool(pref["consistent"])) if ok else nan,
+        "position_bias": (pref["p_first_ab"] + pref["p_first_ba"]) / 2 if both else nan,
     }
     return {**out, **{f"{k}_ci95_low": v for k, v in out.items()}, **{f"{k}_ci95_high": v for k, v in out.items()}}
 

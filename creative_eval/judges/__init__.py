@@ -27,14 +27,15 @@ def load_judge(preset: str | Path, model=None, tokenizer=None, direction=None):
     """A judge from a preset; `model`/`tokenizer` (e.g. the generator, preset `self`) override its model, and
     `direction` (a Direction) the probe preset's `direction` field (a file, or `auto` at its `layer`)."""
     cfg = presets.load(preset)
-    templates = Templates(cfg.get("template_rate", Templates.rate), cfg.get("template_compare", Templates.compare))
+    templates = Templates.named(cfg.get("template_rate"), cfg.get("template_compare"))
+    tie_band = float(cfg.get("tie_band", 0.0))
     # backends are imported on use: an API judge needs neither torch models nor a probe
     if cfg["backend"] == "openai":
         from .openai_backend import OpenAIJudge
 
         key = os.environ.get(cfg["api_key_env"]) if cfg.get("api_key_env") else None
         return OpenAIJudge(cfg["id"], cfg["model"], base_url=cfg.get("base_url"), api_key=key, templates=templates,
-                           parse=cfg.get("parse", "logprobs"), concurrency=cfg.get("concurrency", 4),
+                           tie_band=tie_band, parse=cfg.get("parse", "logprobs"), concurrency=cfg.get("concurrency", 4),
                            timeout_s=cfg.get("timeout_s", 60.0),
                            max_input_chars=cfg.get("max_input_chars", limits.DEFAULT_MAX_INPUT_CHARS))
     from .. import models
@@ -48,12 +49,12 @@ def load_judge(preset: str | Path, model=None, tokenizer=None, direction=None):
         d = direction or direction_mod.resolve(cfg.get("direction", "auto"), model, tokenizer,
                                                cfg.get("model", models.EMBEDDED), cfg.get("layer"))[0]
         scale = tuple(cfg["scale"]) if cfg.get("scale") else None
-        return ProbeJudge(cfg["id"], model, tokenizer, d, tie_band=cfg.get("tie_band", 0.0), scale=scale,
+        return ProbeJudge(cfg["id"], model, tokenizer, d, tie_band=tie_band, scale=scale,
                           max_input_tokens=limits.context_limit(model, cfg.get("max_input_tokens")))
     from .hf import HFJudge
 
-    return HFJudge(cfg["id"], model, tokenizer, templates=templates, parse=cfg.get("parse", "logprobs"),
-                   batch_size=cfg.get("batch_size", 8),
+    return HFJudge(cfg["id"], model, tokenizer, templates=templates, tie_band=tie_band,
+                   parse=cfg.get("parse", "logprobs"), batch_size=cfg.get("batch_size", 8),
                    max_input_tokens=limits.context_limit(model, cfg.get("max_input_tokens")))
 
 
@@ -73,7 +74,7 @@ def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 
     key = store.rating_key if mode == "rating" else store.pair_key
     with outputs.writing(store_path):
         done = store.done_keys(store_path)
-        todo = [(key(judge.id, judge.template_hash, it), it) for it in items]
+        todo = [(key(judge.id, judge.hash_for(mode), it), it) for it in items]
         todo = [(k, *limits.fit(judge, it)) for k, it in todo if k not in done]  # a refusal comes before any work
         ask = judge.rate if mode == "rating" else judge.compare
         for i in tqdm(range(0, len(todo), chunk), disable=not progress, desc=f"{judge.id} {mode}", unit="chunk"):

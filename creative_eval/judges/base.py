@@ -1,40 +1,43 @@
-"""The judge interface, the prompt templates and the parsing of answers into Rating / Preference records.
+"""The judge interface, the decision rules and the parsing of answers into Rating / Preference records.
 
 A judge rates (prompt, story) items 0-9 and compares (prompt, story A, story B) items in both orders.
 Backends only supply next-token distributions (`label_probs`) or, without logprobs, a short answer text.
+The phrasings live in `judges/templates/` (see `templates`); with several (an ensemble) the label
+probabilities are averaged over them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from dataclasses import dataclass
 from typing import Sequence
 
 from ..records import Preference, Rating, Story
+from . import templates as templates_mod
 
 DIGITS = [str(k) for k in range(10)]
 LABELS = ["1", "2"]  # pairwise: "1" = the story shown first
-RATE_TEMPLATE = (
-    "Here is a writing prompt and a story written for it.\n\nPrompt: {prompt}\n\nStory: {story}\n\n"
-    "How creative is the story, from 0 (not creative at all) to 9 (extremely creative)? "
-    "Answer with a single digit."
-)
-COMPARE_TEMPLATE = (
-    "Here is a writing prompt and two stories written for it.\n\nPrompt: {prompt}\n\nStory 1: {first}\n\n"
-    "Story 2: {second}\n\nWhich story is more creative? Answer with a single digit: 1 or 2."
-)
+MODES = ("rating", "pairwise")
 
 
 @dataclass(frozen=True)
 class Templates:
-    rate: str = RATE_TEMPLATE
-    compare: str = COMPARE_TEMPLATE
+    """The rating and comparison phrasings a judge uses (one each, or several for an ensemble)."""
 
-    @property
-    def hash(self) -> str:
-        return hashlib.sha256(f"{self.rate}\0{self.compare}".encode()).hexdigest()[:12]
+    rate: tuple[str, ...] = templates_mod.resolve(None, "rate")
+    compare: tuple[str, ...] = templates_mod.resolve(None, "compare")
+
+    @classmethod
+    def named(cls, rate: str | None = None, compare: str | None = None) -> "Templates":
+        """From template names (or `ensemble`); None is the kind's default."""
+        return cls(templates_mod.resolve(rate, "rate"), templates_mod.resolve(compare, "compare"))
+
+    def hash_for(self, mode: str) -> str:
+        """The hash of the phrasing(s) a rating or pairwise record is judged with."""
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is not one of {MODES}")
+        return templates_mod.template_hash(self.rate if mode == "rating" else self.compare)
 
 
 @dataclass(frozen=True)
@@ -65,19 +68,28 @@ def parse_digit(text: str, allowed: Sequence[str] = DIGITS) -> str | None:
     return None
 
 
-def rating_from_probs(judge: str, story: Story, probs: list[float] | None, raw: str | None, th: str, latency: float) -> Rating:
-    """A Rating from digit probabilities (logprob backends) or from a generated answer (parse mode)."""
-    common = {"judge": judge, "story_id": story.id, "raw": raw, "template_hash": th, "latency_s": latency}
+def digit_probs(probs: list[float] | None, raw: str | None) -> list[float] | None:
+    """Renormalised digit probabilities (logprob backends), or a one-hot of the parsed digit (parse mode);
+    None when there is no usable answer."""
     if probs is not None:
-        if sum(probs) <= 0:
-            return Rating(**common, status="invalid: no digit among the top tokens")
-        e, k = expected_and_argmax(probs)
         total = sum(probs)
-        return Rating(**common, expected=e, argmax=k, probs=[p / total for p in probs])
+        return [p / total for p in probs] if total > 0 else None
     digit = parse_digit(raw or "")
-    if digit is None:
-        return Rating(**common, status=f"invalid: no digit 0-9 in answer {raw!r:.60}")
-    return Rating(**common, expected=float(digit), argmax=int(digit))
+    return None if digit is None else [float(k == int(digit)) for k in range(10)]
+
+
+def rating_from_probs(judge: str, story: Story, answers: Sequence[tuple[list[float] | None, str | None]], th: str,
+                      latency: float) -> Rating:
+    """A Rating from one answer per template: the digit distributions are averaged over templates (an
+    ensemble), and any template without a usable answer makes the rating invalid (counted, never scored)."""
+    raw = " | ".join(r for _, r in answers if r) or None
+    common = {"judge": judge, "story_id": story.id, "raw": raw, "template_hash": th, "latency_s": latency}
+    dists = [digit_probs(p, r) for p, r in answers]
+    if any(d is None for d in dists):
+        return Rating(**common, status=f"invalid: no digit 0-9 in the answer {raw!r:.60}")
+    mean = [sum(d[k] for d in dists) / len(dists) for k in range(10)]
+    e, k = expected_and_argmax(mean)
+    return Rating(**common, expected=e, argmax=k, probs=mean if answers[0][0] is not None else None)
 
 
 def p_first(probs: list[float] | None, raw: str | None) -> float | None:
@@ -88,44 +100,68 @@ def p_first(probs: list[float] | None, raw: str | None) -> float | None:
     return None if label is None else float(label == "1")
 
 
-def preference(judge: str, item: PairItem, p_ab: float | None, p_ba: float | None, th: str, latency: float) -> Preference:
-    """Decision from both orders: A if both orders favour A, B if both favour B, else a tie (inconsistent)."""
+def mean_p_first(values: Sequence[float | None]) -> float | None:
+    """P(first) averaged over templates; None when any template gave no usable answer."""
+    return None if any(v is None for v in values) else sum(values) / len(values)  # type: ignore[arg-type]
+
+
+def debiased(p_ab: float, p_ba: float) -> float:
+    """P(A is preferred), averaged over both orders: ½·[P(first | A,B) + 1 − P(first | B,A)].
+    A judge that names the first position in both orders (p_ab = p_ba) gets ½ plus half their difference,
+    so its position bias cancels and what is left is how much more it prefers A when A is first."""
+    return (p_ab + 1 - p_ba) / 2
+
+
+def decide(p_a: float, tie_band: float = 0.0) -> str:
+    """A when P(A>B) − ½ exceeds `tie_band`, B when ½ − P(A>B) does, else a tie."""
+    return "tie" if abs(p_a - 0.5) <= tie_band else ("A" if p_a > 0.5 else "B")
+
+
+def preference(judge: str, item: PairItem, p_ab: float | None, p_ba: float | None, th: str, latency: float,
+               tie_band: float = 0.0) -> Preference:
+    """The position-debiased decision (`decide` on P(A>B) of `debiased`). `consistent` (both orders name the same story) is kept as a diagnostic, not a condition."""
     common = {"judge": judge, "pair_id": item.id, "story_a": item.a.id, "story_b": item.b.id, "p_first_ab": p_ab,
               "p_first_ba": p_ba, "template_hash": th, "latency_s": latency}
     if p_ab is None or p_ba is None:
         return Preference(**common, decision=None, consistent=None, status="invalid: no label 1/2 in one order")
-    a_ab, a_ba = p_ab > 0.5, p_ba < 0.5
-    consistent = a_ab == a_ba
-    decision = ("A" if a_ab else "B") if consistent else "tie"
-    return Preference(**common, decision=decision, consistent=consistent)
+    p_a = debiased(p_ab, p_ba)
+    return Preference(**common, p_a=p_a, decision=decide(p_a, tie_band), consistent=(p_ab > 0.5) == (p_ba < 0.5))
 
 
 class Judge:
     """Base class: subclasses implement `_ask(texts, labels)` -> per text (probs over labels or None, raw text)."""
 
-    def __init__(self, judge_id: str, templates: Templates = Templates()):
-        self.id, self.templates = judge_id, templates
+    def __init__(self, judge_id: str, templates: Templates = Templates(), tie_band: float = 0.0):
+        if tie_band < 0:
+            raise ValueError(f"judge {judge_id!r}: tie_band must be >= 0, got {tie_band}")
+        self.id, self.templates, self.tie_band = judge_id, templates, tie_band
 
-    @property
-    def template_hash(self) -> str:
-        return self.templates.hash
+    def hash_for(self, mode: str) -> str:
+        return self.templates.hash_for(mode)
 
     def _ask(self, texts: Sequence[str], labels: Sequence[str]) -> list[tuple[list[float] | None, str | None]]:
         raise NotImplementedError
 
+    def _per_template(self, texts: list[str], n: int, labels: Sequence[str]) -> list[list[tuple]]:
+        """Ask every text at once (one batch for the backend); answers regrouped per item: [item][template]."""
+        answers = self._ask(texts, labels)
+        return [answers[i::n] for i in range(n)]
+
     def rate(self, items: Sequence[Story]) -> list[Rating]:
         start = time.perf_counter()
-        texts = [self.templates.rate.format(prompt=s.prompt, story=s.text) for s in items]
-        answers = self._ask(texts, DIGITS)
+        texts = [t.format(prompt=s.prompt, story=s.text) for t in self.templates.rate for s in items]
+        answers = self._per_template(texts, len(items), DIGITS)
         latency = (time.perf_counter() - start) / max(len(items), 1)
-        return [rating_from_probs(self.id, s, probs, raw, self.template_hash, latency) for s, (probs, raw) in zip(items, answers)]
+        th = self.hash_for("rating")
+        return [rating_from_probs(self.id, s, a, th, latency) for s, a in zip(items, answers)]
 
     def compare(self, items: Sequence[PairItem]) -> list[Preference]:
         start = time.perf_counter()
-        fmt = self.templates.compare.format
-        texts = [fmt(prompt=i.a.prompt, first=i.a.text, second=i.b.text) for i in items]
-        texts += [fmt(prompt=i.a.prompt, first=i.b.text, second=i.a.text) for i in items]
-        answers = [p_first(probs, raw) for probs, raw in self._ask(texts, LABELS)]
-        latency = (time.perf_counter() - start) / max(len(items), 1)
         n = len(items)
-        return [preference(self.id, it, answers[i], answers[n + i], self.template_hash, latency) for i, it in enumerate(items)]
+        texts = [t.format(prompt=i.a.prompt, first=first.text, second=second.text) for t in self.templates.compare
+                 for order in (0, 1) for i in items for first, second in [(i.a, i.b) if order == 0 else (i.b, i.a)]]
+        answers = self._per_template(texts, 2 * n, LABELS)  # [order * n + item][template]
+        p = [mean_p_first([p_first(probs, raw) for probs, raw in a]) for a in answers]
+        latency = (time.perf_counter() - start) / max(n, 1)
+        th = self.hash_for("pairwise")
+        return [preference(self.id, it, p[i], p[n + i], th, latency, self.tie_band) for i, it in enumerate(items)]

@@ -25,9 +25,9 @@ def label_ids(tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]) -> list
 
 class HFJudge(Judge):
     def __init__(self, judge_id: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
-                 templates: Templates = Templates(), parse: str = "logprobs", batch_size: int = 8,
-                 max_new_tokens: int = 8, max_input_tokens: int | None = None):
-        super().__init__(judge_id, templates)
+                 templates: Templates = Templates(), tie_band: float = 0.0, parse: str = "logprobs",
+                 batch_size: int = 8, max_new_tokens: int = 8, max_input_tokens: int | None = None):
+        super().__init__(judge_id, templates, tie_band)
         self.max_input_tokens = max_input_tokens  # stories are cut to fit it before they get here (judges.limits)
         if parse not in ("logprobs", "generate"):
             raise ValueError(f"parse={parse!r} is not 'logprobs' or 'generate'")

@@ -29,12 +29,12 @@ def context_limit(model, preset_limit: int | None) -> int:
 
 
 def _overhead(judge, item: Story | PairItem) -> int:
-    """Tokens of the judge prompt with the story texts left empty."""
+    """Tokens of the longest judge prompt (of an ensemble's phrasings) with the story texts left empty."""
     if isinstance(item, PairItem):
-        text = judge.templates.compare.format(prompt=item.a.prompt, first="", second="")
+        texts = [t.format(prompt=item.a.prompt, first="", second="") for t in judge.templates.compare]
     else:
-        text = judge.templates.rate.format(prompt=item.prompt, story="")
-    return len(judge.tokenizer(activations.render(judge.tokenizer, text, None, True))["input_ids"])
+        texts = [t.format(prompt=item.prompt, story="") for t in judge.templates.rate]
+    return max(len(judge.tokenizer(activations.render(judge.tokenizer, t, None, True))["input_ids"]) for t in texts)
 
 
 def cut(tokenizer, text: str, budget: int) -> tuple[str, int]:

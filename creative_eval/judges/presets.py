@@ -1,11 +1,14 @@
 """Judge presets: YAML files in the top-level `judges/` folder (or any path) naming backend, model,
-templates and parse mode. Adding a judge is adding a file; a bad file fails naming the file and field."""
+templates (`template_rate` / `template_compare`: a file stem in `judges/templates/`, or `ensemble`), the
+pairwise `tie_band` and parse mode. Adding a judge is adding a file; a bad file fails naming the file and field."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import yaml
+
+from . import templates
 
 _PACKAGED = Path(__file__).resolve().parent / "presets"  # where a wheel puts the top-level judges/ folder
 PRESET_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "judges"
@@ -50,9 +53,12 @@ def load(name: str | Path) -> dict:
         raise PresetError(f"{path}: field 'parse' must be 'logprobs' or 'generate', got {data['parse']!r}")
     if data["backend"] == "openai" and not data.get("model"):
         raise PresetError(f"{path}: field 'model' is required for backend 'openai'")
-    for field in ("template_rate", "template_compare"):
-        if field in data and not isinstance(data[field], str):
-            raise PresetError(f"{path}: field {field!r} must be a string")
+    for field, kind in (("template_rate", "rate"), ("template_compare", "compare")):
+        if field in data:
+            try:
+                templates.resolve(str(data[field]), kind)
+            except ValueError as e:
+                raise PresetError(f"{path}: field {field!r}: {e}") from None
     _check_numbers(path, data)
     return {"id": path.stem, **data}
 

@@ -24,6 +24,10 @@ class ProbeJudge:
                            max_length=max_input_tokens)
         self.template_hash = f"probe-L{direction.layer}-{tokens}"
 
+    def hash_for(self, mode: str) -> str:
+        """The probe has no phrasing: the same hash (layer and counted tokens) in both modes."""
+        return self.template_hash
+
     def scores(self, stories: Sequence[Story]) -> list[ProbeScore]:
         return self.probe.score([s.prompt for s in stories], [s.text for s in stories])
 

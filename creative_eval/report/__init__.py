@@ -12,16 +12,18 @@ human-label JSONL files and lm-eval results + samples. One module per part: runs
 """
 
 from .checks import Check, parse_check, run_checks
-from .figures import figure1, plot_sweep
+from .figures import agreement_figure, figure1, plot_sweep
 from .frontier import frontier_markdown, plot_frontier
-from .render import compare_tables, fmt_estimate, markdown_table, print_summary, tables
+from .render import (agreement_tables, compare_tables, fmt_estimate, markdown_table, print_summary, tables,
+                     template_tables)
 from .runs import Run, load_runs
-from .summary import compare_judges, lm_eval_summary, pair_biases, pairwise_summary, rating_summary, summarize
+from .summary import (clean, compare_judges, lm_eval_summary, pair_biases, pairwise_summary, rating_summary,
+                      summarize)
 from .writer import build, read_summary, write
 
 __all__ = [
-    "Check", "Run", "build", "compare_judges", "compare_tables", "figure1", "fmt_estimate", "frontier_markdown",
-    "lm_eval_summary",
+    "Check", "Run", "agreement_figure", "agreement_tables", "build", "clean", "compare_judges", "compare_tables",
+    "figure1", "fmt_estimate", "frontier_markdown", "lm_eval_summary", "template_tables",
     "load_runs", "markdown_table", "pair_biases", "pairwise_summary", "parse_check", "plot_frontier", "plot_sweep",
     "print_summary", "rating_summary", "read_summary", "run_checks", "summarize", "tables", "write",
 ]

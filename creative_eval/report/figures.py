@@ -18,7 +18,7 @@ def _ci_err(ests: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     mid = np.array([e.get("estimate") if e.get("estimate") is not None else np.nan for e in ests], dtype=float)
     lo = np.array([e.get("ci_low") if e.get("ci_low") is not None else np.nan for e in ests], dtype=float)
     hi = np.array([e.get("ci_high") if e.get("ci_high") is not None else np.nan for e in ests], dtype=float)
-    return mid, np.nan_to_num(np.vstack([mid - lo, hi - mid]))
+    return mid, np.clip(np.nan_to_num(np.vstack([mid - lo, hi - mid])), 0, None)  # Wilson at 0 or 1: -1e-17
 
 
 def _empty(ax: plt.Axes, text: str) -> None:
@@ -60,30 +60,48 @@ def _panel_probe(ax: plt.Axes, probe: dict[str, dict]) -> None:
     ax.legend(fontsize=8)
 
 
-def _panel_agreement(ax: plt.Axes, pairwise: dict[str, dict], humans: dict[str, Any]) -> None:
-    ax.set_title("Pairwise judges: agreement with labels")
-    bars = [(j, "agrees with human labels", e["agreement"]) for j, e in humans["judges"].items() if "agreement" in e]
-    bars += [(j, "prefers " + c.replace(">", " over "), e["win_rate"]) for j, entry in pairwise.items()
-             for c, e in entry.get("comparisons", {}).items() if "win_rate" in e]
-    if not bars:
-        return _empty(ax, "no pairwise judgements")
-    judges = sorted({b[0] for b in bars})
-    kinds = list(dict.fromkeys(b[1] for b in sorted(bars, key=lambda b: (not b[1].startswith("agrees"), b[1]))))
-    width = 0.8 / len(kinds)
-    for k, kind in enumerate(kinds):
-        sel = {j: e for j, kd, e in bars if kd == kind}
-        mid, err = _ci_err([sel.get(j, {}) for j in judges])
-        x = np.arange(len(judges)) + (k - (len(kinds) - 1) / 2) * width
-        ax.bar(x, mid, width, yerr=err, capsize=4, label=kind)
-        for xi, j, m, up in zip(x, judges, mid, err[1]):
-            if j in sel:
-                ax.text(xi, np.nan_to_num(m) + up + 0.01, f"{m:.2f}\nn={sel[j]['n']}", ha="center", va="bottom",
-                        fontsize=7)
-    ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label="chance (no ties)")
-    ax.set_xticks(range(len(judges)), judges)
-    ax.set_ylim(0, 1.15)
-    ax.set_ylabel("share of pairs, ties count as wrong (95% CI)")
+TRIVIAL = ("longer-wins", "shorter-wins", "random")
+
+
+def _panel_people(ax: plt.Axes, rows: list[dict], title: str) -> None:
+    """Each judge's agreement with people (trivial judges in grey beside them), n, ties and invalid shown."""
+    ax.set_title(title, fontsize=10)
+    if not rows:
+        return _empty(ax, "no pairs with people's labels judged")
+    x = np.arange(len(rows))
+    mid, err = _ci_err([r["accuracy"] for r in rows])
+    colors = ["lightgrey" if r["judge"].startswith(TRIVIAL) else f"C{i}" for i, r in enumerate(rows)]
+    ax.bar(x, mid, 0.7, yerr=err, capsize=4, color=colors)
+    for xi, r, m, up in zip(x, rows, mid, err[1]):
+        ax.text(xi, np.nan_to_num(m) + up + 0.01, f"{m:.2f}\nn={r['n']}\nties {r['ties']}\ninv. {r['invalid']}",
+                ha="center", va="bottom", fontsize=6.5)
+    ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(x, [r["judge"] for r in rows], rotation=25, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.3)
+    ax.set_ylabel("agreement with people (ties, invalid = wrong; Wilson 95% CI)", fontsize=8)
     ax.legend(fontsize=8, loc="upper right")
+
+
+def _panel_spearman(ax: plt.Axes, rows: list[dict], title: str) -> None:
+    ax.set_title(title, fontsize=10)
+    x = np.arange(len(rows))
+    mid, err = _ci_err([r["spearman"] or {} for r in rows])
+    ax.bar(x, mid, 0.7, yerr=err, capsize=4, color=[f"C{i}" for i in range(len(rows))])
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set_xticks(x, [f"{r['judge']}\n{r['aspect']} (n={r['n']})" for r in rows], fontsize=8)
+    ax.set_ylabel("Spearman with the people's mean rating (95% CI)", fontsize=8)
+
+
+def agreement_figure(result: dict[str, Any], path: str | Path) -> Path:
+    """The agreement suite's figure: pairwise agreement beside the trivial judges, and rating correlations."""
+    panels = [p for p in ("pairwise", "ratings") if result[p]] or ["pairwise"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)
+    for ax, kind in zip(axes[0], panels):
+        if kind == "pairwise":
+            _panel_people(ax, result["pairwise"], f"{result['set']}: {result['label']}")
+        else:
+            _panel_spearman(ax, result["ratings"], f"{result['set']}: {result['label']}")
+    return _save(fig, path)
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
@@ -96,11 +114,12 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
 
 
 def figure1(summary: dict[str, Any], path: str | Path) -> Path:
-    """Figure 1: ratings per condition and judge | probe score per condition | judges' agreement."""
+    """Figure 1: ratings per condition and judge | probe score per condition | judges' agreement with people."""
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     _panel_ratings(axes[0], summary["ratings"])
     _panel_probe(axes[1], summary["probe"])
-    _panel_agreement(axes[2], summary["pairwise"], summary["humans"])
+    people = summary.get("people") or {"rows": [], "label": "no people's labels"}
+    _panel_people(axes[2], people["rows"], f"Agreement with people: {people['label']}")
     return _save(fig, path)
 
 

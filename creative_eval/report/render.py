@@ -46,12 +46,18 @@ def tables(summary: dict[str, Any]) -> list[Table]:
     out.append(("Pairwise: the more creative condition preferred (baseline vs induced/creative)",
                 ["judge", "comparison", "n pairs", "win rate (ties lose)", "win rate excl. ties", "ties", "invalid"],
                 rows))
-    rows = [[j, fmt_estimate(e.get("position_consistency")), str(e.get("position_consistency", {}).get("n", 0)),
-             fmt_estimate(e.get("longer_wins")), str(e.get("longer_wins", {}).get("n", 0))]
-            for j, e in summary["pairwise"].items()]
-    out.append(("Pairwise judges' biases (Wilson 95% CI over pairs)",
-                ["judge", "position consistency", "n", "longer story wins", "n decisive, lengths differ"], rows))
+    rows = [[j, fmt_estimate(e.get("position_bias")), fmt_estimate(e.get("position_consistency")),
+             str(e.get("position_consistency", {}).get("n", 0)), fmt_estimate(e.get("longer_wins")),
+             str(e.get("longer_wins", {}).get("n", 0))] for j, e in summary["pairwise"].items()]
+    out.append(("Pairwise judges' biases (95% CI over pairs)",
+                ["judge", "position bias: mean P(first)", "order consistency", "n", "longer story wins",
+                 "n decisive, lengths differ"], rows))
+    if summary.get("people"):
+        out.append((f"Agreement with people: {summary['people']['label']} (Wilson 95% CI over distinct pairs; "
+                    "a tie or an invalid verdict counts as wrong)", PEOPLE_HEADER, people_rows(summary["people"]["rows"])))
     out += compare_tables(summary["humans"])
+    if summary.get("source_label"):
+        out += [(f"Source label, not a judgement: {t}", h, r) for t, h, r in compare_tables(summary["source_label"])]
     for task, metrics in summary["lm_eval"].items():
         rows = [[m, _p(v.get("value")), _p(v.get("stderr")), fmt_estimate(v.get("samples"), 3),
                  str(v.get("samples", {}).get("n", "–"))] for m, v in metrics.items()]
@@ -97,9 +103,9 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 _CAPTION = ("Left: mean 0-9 rating per condition and judge. Centre: probe score per story (violin, dots) with the "
-            "mean. Right: pairwise judges' agreement with human labels and how often they prefer the more creative "
-            "condition (induced or creative prompt over baseline). "
-            "Bars: 95% CIs resampling prompts.")
+            "mean. Right: pairwise judges' agreement with people (the label named in the title; Wilson 95% CIs "
+            "over distinct pairs, ties and invalid verdicts count as wrong) beside the trivial judges "
+            "(longer wins, shorter wins, random) in grey. Left and centre: 95% CIs resampling prompts.")
 
 
 def render_markdown(name: str, summary: dict[str, Any], checks: list[Check] = ()) -> str:
@@ -155,3 +161,55 @@ def print_summary(summary: dict[str, Any], file: TextIO = sys.stdout) -> None:
     for judge, e in summary["humans"]["judges"].items():
         if "agreement" in e:
             print(f"humans   {judge:<16} agreement {fmt_estimate(e['agreement'])}  kappa {fmt_estimate(e.get('kappa'))}", file=file)
+
+
+def _n_ci(e: dict | None) -> str:
+    return "–" if not e or not e.get("n") else f"{fmt_estimate(e)} (n={e['n']})"
+
+
+def _coef(lc: dict) -> str:
+    if lc.get("coef") is None:
+        return f"– ({lc.get('reason') or 'not fitted'})"
+    return f"{lc['coef']:+.2f} [{lc['ci_low']:+.2f}, {lc['ci_high']:+.2f}]"
+
+
+def people_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """One line per judge of `agreement.pairwise_agreement_table` (plain dicts)."""
+    return [[r["judge"], str(r["n"]), str(r["ties"]), str(r["invalid"]), fmt_estimate(r["accuracy"]),
+             fmt_estimate(r["accuracy_excl_ties"]), fmt_estimate(r.get("auroc")), fmt_estimate(r.get("position_bias")),
+             _n_ci(r["agree_when_longer_chosen"]), _n_ci(r["agree_when_shorter_chosen"]), _coef(r["length_logit"])]
+            for r in rows]
+
+
+PEOPLE_HEADER = ["judge", "n pairs", "ties", "invalid", "accuracy [95% CI]", "excl. ties", "AUROC of margin",
+                 "position bias P(first)", "agree when people chose the longer", "... the shorter",
+                 "length-controlled coef. of margin [95% CI]"]
+
+
+def agreement_tables(result: dict[str, Any]) -> list[Table]:
+    """The agreement suite as tables: pairwise rows (judges, then trivial judges) and rating correlations."""
+    out: list[Table] = []
+    if result["pairwise"]:
+        out.append((f"Agreement with people on {result['set']}: {result['label']} (Wilson 95% CI over distinct "
+                    "pairs; a tie or an invalid verdict counts as wrong)", PEOPLE_HEADER, people_rows(result["pairwise"])))
+    if result["ratings"]:
+        out.append((f"Ratings vs people on {result['set']}: Spearman (bootstrap 95% CI over stories)",
+                    ["judge", "label", "aspect", "n stories", "missing", "Spearman [95% CI]"],
+                    [[r["judge"], r["label"], r["aspect"], str(r["n"]), str(r["n_missing"]), fmt_estimate(r["spearman"])]
+                     for r in result["ratings"]]))
+    return out
+
+
+def template_tables(result: dict[str, Any]) -> list[Table]:
+    """Template choice: per fold the chosen template and its held-out numbers, then every candidate's accuracy
+    on the half it could be chosen on (never a validation number)."""
+    held = [[str(i + 1), f["chosen"], str(f["n_choose"]), *people_rows([f["held_out"]])[0][1:]]
+            for i, f in enumerate(result["folds"])]
+    pooled = result["pooled_held_out"]
+    held.append(["both", "(chosen per fold)", "–", str(pooled["n"]), "–", "–", fmt_estimate(pooled), *["–"] * 6])
+    names = list(result["folds"][0]["choose_accuracy"])
+    cands = [[n, *(f"{f['choose_accuracy'][n]:.2f}" for f in result["folds"])] for n in names]
+    return [(f"Chosen template, reported on the held-out half only: {result['label']} (seed {result['seed']})",
+             ["fold", "chosen", "n choose"] + PEOPLE_HEADER[1:], held),
+            ("Candidates' accuracy on the half they were chosen on (selection only, not a validation)",
+             ["template", "fold 1 choose half", "fold 2 choose half"], cands)]

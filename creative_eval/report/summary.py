@@ -18,8 +18,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .. import stats
-from ..humans import as_preferences, inter_rater_agreement
+from .. import agreement, stats
+from ..humans import SOURCE_RATER, as_preferences, inter_rater_agreement
 from ..records import CONDITIONS, HumanLabel, Preference, Rating, Story, split_story_id
 
 
@@ -121,14 +121,17 @@ def _win_rates(scored: list[tuple[Preference, str]], n_boot: int) -> dict:
 
 
 def pair_biases(preferences: Iterable[Preference], words: dict[str, int]) -> dict[str, dict]:
-    """Two biases of a pairwise judge over its valid judgements: position consistency (both orders agree) and
-    how often the longer story wins among decisive judgements of stories of different length (`words`: story
-    id -> word count; pairs with unknown lengths are left out). Wilson intervals over pairs."""
+    """Three biases of a pairwise judge over its valid judgements: position bias (mean P(first shown is better)
+    over both orders, t interval; 0.5 is none; LLM judges only), position consistency (both orders name the
+    same story) and how often the longer story wins among decisive judgements of stories of different length
+    (`words`: story id -> word count; pairs with unknown lengths are left out). Wilson intervals over pairs."""
     ok = [p for p in preferences if _valid(p)]
     sized = [(p, words[p.story_a], words[p.story_b]) for p in ok if p.decision in ("A", "B")
              and p.story_a in words and p.story_b in words and words[p.story_a] != words[p.story_b]]
     longer = sum((p.decision == "A") == (a > b) for p, a, b in sized)
-    return {"position_consistency": _est(stats.proportion_ci(sum(bool(p.consistent) for p in ok), len(ok), unit="pair")),
+    first = [(p.p_first_ab + p.p_first_ba) / 2 for p in ok if p.p_first_ab is not None and p.p_first_ba is not None]
+    return {"position_bias": _est(stats.mean_ci(first, unit="pair")) if first else None,
+            "position_consistency": _est(stats.proportion_ci(sum(bool(p.consistent) for p in ok), len(ok), unit="pair")),
             "longer_wins": _est(stats.proportion_ci(longer, len(sized), unit="pair"))}
 
 
@@ -253,17 +256,41 @@ def lm_eval_summary(lm_eval: dict[str, Any]) -> dict[str, dict]:
     return clean(out)
 
 
+def people_summary(preferences: list[Preference], humans: list[HumanLabel], texts: dict[str, str],
+                   n_boot: int = 2000) -> dict[str, Any] | None:
+    """Agreement with people's pairwise labels (never a source label) for every judge that judged those pairs,
+    then the trivial judges (longer-wins, shorter-wins, random) on the same pairs; None without such labels."""
+    labels = [h for h in humans if h.choice is not None and h.story_b and h.rater != SOURCE_RATER]
+    keys = {frozenset((h.story_a, h.story_b)) for h in labels}
+    mine = [p for p in preferences if frozenset((p.story_a, p.story_b)) in keys]
+    if not labels or not mine:
+        return None
+    rows = agreement.pairwise_agreement_table(agreement.verdicts_from_preferences(mine), labels, texts, n_boot=n_boot)
+    return {"label": agreement.label_kind(labels), "rows": agreement.as_plain(rows)}
+
+
 def summarize(stories: list[Story], ratings: list[Rating], preferences: list[Preference],
               probe_scores: dict[str, float], humans: list[HumanLabel] | None = None, meta: dict | None = None,
-              lm_eval: dict[str, Any] | None = None, n_boot: int = 2000) -> dict[str, Any]:
-    """All the report's numbers as one JSON-ready dict (the object CI checks address)."""
+              lm_eval: dict[str, Any] | None = None, n_boot: int = 2000,
+              human_stories: list[Story] | None = None) -> dict[str, Any]:
+    """All the report's numbers as one JSON-ready dict (the object CI checks address).
+
+    `humans` holds people's labels and reference labels; a source label (HANNA: which story a human wrote) is
+    reported apart (`source_label`) and never as agreement with people. `human_stories` are the texts of the
+    labelled pairs that are not among `stories` (e.g. WQ's), for the people's length-controlled agreement."""
+    humans = humans or []
+    people = [h for h in humans if h.rater != SOURCE_RATER]
+    source = [h for h in humans if h.rater == SOURCE_RATER]
+    texts = {s.id: s.text for s in [*stories, *(human_stories or [])]}
     return clean({
         "meta": run_meta(stories, meta),
         "ratings": rating_summary(ratings, n_boot),
         "probe": _mean_by_prompt(probe_scores, n_boot),
-        "pairwise": pairwise_summary(preferences + as_preferences(humans or []), n_boot,
+        "pairwise": pairwise_summary(preferences + as_preferences(people), n_boot,
                                      {s.id: len(s.text.split()) for s in stories}),
-        "humans": {**compare_judges(preferences, ratings, humans or [], n_boot),
-                   "inter_rater": _est(alpha) if (alpha := inter_rater_agreement(humans or [])) else None},
+        "humans": {**compare_judges(preferences, ratings, people, n_boot),
+                   "inter_rater": _est(alpha) if (alpha := inter_rater_agreement(people)) else None},
+        "people": people_summary(preferences, people, texts, n_boot),
+        "source_label": compare_judges(preferences, [], source, n_boot) if source else None,
         "lm_eval": lm_eval_summary(lm_eval or {}),
     })

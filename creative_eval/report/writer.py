@@ -36,13 +36,14 @@ def write(name: str, summary: dict[str, Any], out_root: str | Path = "reports", 
 def build(name: str, stories: list[Story], ratings: list[Rating], preferences: list[Preference],
           probe_scores: dict[str, float], humans: list[HumanLabel] | None = None, meta: dict | None = None,
           *, lm_eval: dict[str, Any] | None = None, checks: Iterable[str] = (), out_root: str | Path = "reports",
-          n_boot: int = 2000, frontier: dict[str, Any] | None = None) -> Path:
+          n_boot: int = 2000, human_stories: list[Story] | None = None,
+          frontier: dict[str, Any] | None = None) -> Path:
     """Summarize, run the checks and write the report; returns the path of report.md. A steering `frontier`
     (frontier.run, with its `figure` path relative to the report folder) adds its section and `summary.frontier`."""
     exprs = list(checks)
     for e in exprs:
         parse_check(e)  # fail on a malformed check before spending time on statistics
-    summary = summarize(stories, ratings, preferences, probe_scores, humans, meta, lm_eval, n_boot)
+    summary = summarize(stories, ratings, preferences, probe_scores, humans, meta, lm_eval, n_boot, human_stories)
     if frontier:
         summary["frontier"] = clean(frontier)
     return write(name, summary, out_root, run_checks(summary, exprs))
