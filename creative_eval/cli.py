@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from . import __version__, activations, pairs, probe, steering
+from . import __version__, activations, pairs, probe, sources, steering
 from . import commands
 from .pairs import PairsError, path_of
 from .records import CONDITIONS
@@ -21,9 +21,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _direction_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--direction", type=_direction_source, default="auto",
-                   help="direction .safetensors, or 'auto' (shipped pairs, cached)")
+                   help="direction .safetensors, or a source: 'auto'/'prompts' (shipped pairs), 'stories' (their "
+                        "unsteered stories), 'humans' (WQ expert pairs); sources are cached")
     p.add_argument("--layer", type=_positive_int, default=None,
-                   help="layer for --direction auto (default: the sweep's)")
+                   help="layer for a --direction source (default: the sweep's)")
 
 
 def _finite(text: str) -> float:
@@ -73,6 +74,11 @@ def _top_p(text: str) -> float:
     return value
 
 
+def _layers(text: str) -> list[int]:
+    """Comma-separated layers, e.g. 8,12,17,22."""
+    return [_positive_int(part.strip()) for part in text.split(",")]
+
+
 def _existing_file(text: str) -> str:
     if not Path(text).is_file():
         raise argparse.ArgumentTypeError(f"{text}: no such file")
@@ -80,9 +86,10 @@ def _existing_file(text: str) -> str:
 
 
 def _direction_source(text: str) -> str:
-    """'auto' or an existing file: checked here so that a typo fails before the model loads."""
-    if text != "auto" and not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"{text}: no such direction file; pass a .safetensors path or 'auto'")
+    """A source name or an existing file: checked here so that a typo fails before the model loads."""
+    if text not in sources.SOURCES and not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such direction file; pass a .safetensors path or one of "
+                                         f"{', '.join(sources.SOURCES)}")
     return text
 
 
@@ -120,8 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("direction", help="extract the creativity direction at one layer")
     _model_args(p)
+    p.add_argument("--source", choices=("prompts", "stories", "humans"), default="prompts",
+                   help="prompts: the pairs' prompts (default); stories: the shipped validation pairs' unsteered "
+                        "stories (generated once, cached); humans: WQ's expert pairs")
     p.add_argument("--pairs", type=_pairs_source, default=pairs.SHIPPED,
-                   help="pairs file (JSONL/CSV) or 'pairs' (shipped)")
+                   help="pairs file (JSONL/CSV) or 'pairs' (shipped); --source prompts only")
     p.add_argument("--split", default="validation", help="which split to extract from (default validation)")
     p.add_argument("--layer", type=_positive_int, default=None,
                    help="output of decoder block l (default: the sweep's)")
@@ -138,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=_positive_int, default=1000)
     p.add_argument("--plot", default=None, help="PNG path for the AUROC-per-layer plot")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--criteria", action="store_true",
+                   help="three criteria per layer and source (prompts, stories, humans): prompt AUROC, held-out "
+                        "story AUROC, WQ agreement, each with random-direction controls; plus robustness and hard sets")
+    p.add_argument("--layers", type=_layers, default=[8, 12, 17, 22], help="--criteria: layers (default 8,12,17,22)")
+    p.add_argument("--fit-pairs", type=_positive_int, default=None,
+                   help="--criteria: fit the stories source on the first N validation pairs' stories (default all)")
 
     p = sub.add_parser("generate", help="stories for the test split: baseline / induced / creative")
     _model_args(p)

@@ -11,7 +11,7 @@ from . import annotate as annotate_mod
 from . import direction as direction_mod
 from . import export as export_mod
 from . import generate as generate_mod
-from . import humans, judges, models, pairs, pipeline, probe, sweeps
+from . import controls, criteria, humans, judges, models, pairs, pipeline, probe, sources, sweeps
 from . import report as report_mod
 from .records import Preference, Story, read_records, write_jsonl
 
@@ -21,10 +21,16 @@ def _load(args: argparse.Namespace):
 
 
 def _direction(args: argparse.Namespace, model, tokenizer) -> tuple[direction_mod.Direction, str]:
-    return direction_mod.resolve(args.direction, model, tokenizer, args.model, args.layer, progress=True)
+    return sources.resolve(args.direction, model, tokenizer, args.model, args.layer, progress=True)
 
 
 def direction(args: argparse.Namespace) -> None:
+    if args.source != "prompts":
+        model, tokenizer = _load(args)
+        d, path = sources.resolve(args.source, model, tokenizer, args.model, args.layer, progress=True)
+        direction_mod.save(d, args.out)
+        print(f"wrote {args.out} (source {d.source}, cached at {path}): layer {d.layer}, raw norm {d.raw_norm:.3g}")
+        return
     selected = pairs.load_pairs(args.pairs, args.split)  # a bad file fails before the model loads
     model, tokenizer = _load(args)
     layer = args.layer if args.layer is not None else direction_mod.default_layer(model)
@@ -38,6 +44,8 @@ def direction(args: argparse.Namespace) -> None:
 
 
 def sweep(args: argparse.Namespace) -> None:
+    if args.criteria:
+        return criteria_sweep(args)
     model, tokenizer = _load(args)
     result = sweeps.layer_sweep(
         model, tokenizer, pairs.load_pairs(args.pairs, "validation"), pairs.load_pairs(args.pairs, "test"),
@@ -55,6 +63,19 @@ def sweep(args: argparse.Namespace) -> None:
     lex = result["lexical_baseline"]
     print(f"recommended layer {result['best_layer']}: AUROC {result['best_auroc']:.3f}, robustness "
           f"{result['robust_auroc']:.3f} (TF-IDF baseline: {lex['test_auroc']:.3f} / {lex['robust_auroc']:.3f})")
+
+
+def criteria_sweep(args: argparse.Namespace) -> None:
+    """`sweep --criteria`: prompt, held-out story and WQ criteria per layer and source, with controls."""
+    sets = {"validation": pairs.load_pairs(args.pairs, "validation"), "test": pairs.load_pairs(args.pairs, "test"),
+            "robustness": pairs.load_pairs(args.robustness), "hard": pairs.load_pairs(pairs.HARD)}
+    wq = humans.wq_pairs()  # a missing WQ folder fails before the model loads
+    model, tokenizer = _load(args)
+    for layer in args.layers:
+        models.check_layer(model, layer)
+    result = criteria.sweep(model, tokenizer, args.layers, **sets, wq=wq, model_id=args.model, n_boot=args.n_boot,
+                            fit_pairs=args.fit_pairs, progress=not args.json)
+    print(json.dumps(result) if args.json else report_mod.criteria_table(result))
 
 
 def generate(args: argparse.Namespace) -> None:
@@ -97,16 +118,19 @@ def score(args: argparse.Namespace) -> None:
     stories = read_records(args.input, Story)
     model, tokenizer = _load(args)
     d, _ = _direction(args, model, tokenizer)
-    scores = probe.Probe(model, tokenizer, d, tokens=args.tokens).score(
-        [s.prompt for s in stories], [s.text for s in stories], progress=True)
+    same, cross = pipeline.probe_states(model, tokenizer, stories, d, args.tokens)
+    scores = same.scores(d.vector).tolist()
     if args.out:
-        write_jsonl(args.out, [{"story_id": s.id, "condition": s.condition, "probe": p.score, "n_tokens": p.n_tokens}
-                               for s, p in zip(stories, scores)])
+        write_jsonl(args.out, [{"story_id": s.id, "condition": s.condition, "probe": p, "n_tokens": int(n)}
+                               for s, p, n in zip(stories, scores, same.n_tokens)])
     by: dict[str, list[float]] = {}
     for s, p in zip(stories, scores):
-        by.setdefault(s.condition, []).append(p.score)
+        by.setdefault(s.condition, []).append(p)
     for condition, values in by.items():
-        print(f"{condition:>10}: mean probe {sum(values) / len(values):+.4f} (n={len(values)})")
+        print(f"{condition:>10}: mean probe {sum(values) / len(values):+.4f} (n={len(values)}, {args.tokens} tokens)")
+    for name, line in controls.describe(controls.condition_comparisons(stories, same, cross, d.vector,
+                                                                       args.tokens)).items():
+        print(f"{name}: {line}")
 
 
 def annotate(args: argparse.Namespace) -> None:

@@ -13,7 +13,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import direction as direction_mod
-from . import generate, humans, judges, models, pairs, report, stats, steering
+from . import controls, generate, humans, judges, models, pairs, report, stats, steering, textstates
 from .direction import Direction
 from .probe import Probe
 from .records import CONDITIONS, Pair, Preference, Rating, Story, append_jsonl, from_dict, read_records
@@ -52,6 +52,18 @@ def _matching(done: list[Story], selected: Sequence[Pair], condition: str, alpha
     return [by_id[p.id] for p in selected]
 
 
+def probe_states(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stories: Sequence[Story],
+                 d: Direction, tokens: str = "input+response") -> tuple[textstates.States, textstates.States]:
+    """Per-story states at the direction's layer under `tokens`, and under response tokens (for comparing
+    stories of different prompts); their product with the direction is the probe score."""
+    def read(rule: str) -> textstates.States:
+        return textstates.read(model, tokenizer, [s.prompt for s in stories], [s.text for s in stories], [d.layer],
+                               tokens=rule, template=d.template, progress=True)[d.layer]
+
+    same = read(tokens)
+    return same, same if tokens == "response" else read("response")
+
+
 def judge_all(judge, stories: Sequence[Story], pair_items: Sequence[judges.PairItem],
               out: Path) -> tuple[list[Rating], list[Preference]]:
     """One judge's ratings of every story and preferences on every pair, persisted and resumed by key."""
@@ -82,7 +94,10 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
     probe_judge = judges.load_judge("probe", model, tokenizer)
     probe_ratings, probe_preferences = judge_all(probe_judge, stories, items, out)
     probe_scores = {r.story_id: r.score for r in probe_ratings if r.score is not None}
-    meta = {"direction_file": str(d_path), **{f"direction_{k}": v for k, v in d.meta.items()}}
+    meta = {"direction_file": str(d_path), **{f"direction_{k}": v for k, v in d.meta.items()},
+            "probe_tokens": "input+response for stories of one prompt; response only for stories of different prompts",
+            **controls.describe(controls.condition_comparisons(stories, *probe_states(model, tokenizer, stories, d),
+                                                               d.vector, "input+response"))}
     if labels:
         meta["human_label"] = f"HANNA source: human-written vs {split_story_id(labels[0].story_b)[1]} story"
     return report.build(out.name, stories, ratings, preferences + probe_preferences, probe_scores, labels,

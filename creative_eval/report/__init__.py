@@ -13,13 +13,14 @@ human-label JSONL files and lm-eval results + samples. One module per part: runs
 
 from .checks import Check, parse_check, run_checks
 from .figures import figure1, plot_sweep
+from .probe_controls import criteria_table
 from .render import compare_tables, fmt_estimate, markdown_table, print_summary, tables
 from .runs import Run, load_runs
 from .summary import compare_judges, lm_eval_summary, pair_biases, pairwise_summary, rating_summary, summarize
 from .writer import build, read_summary, write
 
 __all__ = [
-    "Check", "Run", "build", "compare_judges", "compare_tables", "figure1", "fmt_estimate", "lm_eval_summary",
+    "Check", "Run", "build", "compare_judges", "compare_tables", "criteria_table", "figure1", "fmt_estimate", "lm_eval_summary",
     "load_runs", "markdown_table", "pair_biases", "pairwise_summary", "parse_check", "plot_sweep",
     "print_summary", "rating_summary", "read_summary", "run_checks", "summarize", "tables", "write",
 ]
