@@ -49,7 +49,7 @@ def sweep(args: argparse.Namespace) -> None:
     model, tokenizer = _load(args)
     result = sweeps.layer_sweep(
         model, tokenizer, pairs.load_pairs(args.pairs, "validation"), pairs.load_pairs(args.pairs, "test"),
-        pairs.load_pairs(args.robustness), model_id=args.model, pairs_hash=pairs.file_hash(args.pairs),
+        pairs.load_pairs(args.robustness), pairs.load_pairs(pairs.HARD), model_id=args.model, pairs_hash=pairs.file_hash(args.pairs),
         pooling=args.pooling, template=not args.no_template, n_boot=args.n_boot, progress=not args.json,
     )
     if args.plot:
@@ -57,12 +57,15 @@ def sweep(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{'layer':>5} {'AUROC':>6} {'95% CI':>15} {'robust':>7}")
+    print(f"{'layer':>5} {'AUROC':>6} {'95% CI':>15} {'robust':>7} {'hard':>6} {'hard within-pair':>22}")
     for r in result["layers"]:
-        print(f"{r['layer']:>5} {r['auroc']:6.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['robust_auroc']:7.3f}")
+        w = r["hard_within_pair"]
+        print(f"{r['layer']:>5} {r['auroc']:6.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['robust_auroc']:7.3f} "
+              f"{r['hard_auroc']:6.3f} {w['estimate']:.2f} [{w['ci_low']:.2f}, {w['ci_high']:.2f}] of {w['n']}")
     lex = result["lexical_baseline"]
     print(f"recommended layer {result['best_layer']}: AUROC {result['best_auroc']:.3f}, robustness "
-          f"{result['robust_auroc']:.3f} (TF-IDF baseline: {lex['test_auroc']:.3f} / {lex['robust_auroc']:.3f})")
+          f"{result['robust_auroc']:.3f}, hard {result['hard_auroc']:.3f} (TF-IDF baseline: {lex['test_auroc']:.3f} / "
+          f"{lex['robust_auroc']:.3f} / {lex['hard_auroc']:.3f}); story-level criteria: `sweep --criteria`")
 
 
 def criteria_sweep(args: argparse.Namespace) -> None:

@@ -247,3 +247,19 @@ def test_paired_auroc_matches_the_cluster_bootstrap():
     slow = stats.auroc_ci(np.r_[np.ones(40), np.zeros(40)], scores, clusters=list(range(40)) * 2, n_boot=400)
     assert fast.estimate == pytest.approx(slow.estimate)
     assert fast.ci_low == pytest.approx(slow.ci_low, abs=0.05) and fast.ci_high == pytest.approx(slow.ci_high, abs=0.05)
+
+
+def test_layer_sweep_reports_the_hard_set_beside_robustness(tiny):
+    from creative_eval import sweeps
+
+    model, tokenizer = tiny
+
+    def pairs(split: str, n: int) -> list[Pair]:
+        return [Pair(id=f"{split}{i}", creative=f"A dragon council argues about the rain {i}.",
+                     uncreative=f"A council meets and approves the minutes {i}.", split=split) for i in range(n)]
+
+    out = sweeps.layer_sweep(model, tokenizer, pairs("v", 4), pairs("t", 4), pairs("r", 3), pairs("h", 5),
+                             model_id="tiny", n_boot=20)
+    assert out["n_hard"] == 5 and "hard_auroc" in out["lexical_baseline"]
+    for row in out["layers"]:
+        assert 0 <= row["hard_auroc"] <= 1 and row["hard_within_pair"]["n"] == 5
