@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=_layers, default=[8, 12, 17, 22], help="--criteria: layers (default 8,12,17,22)")
     p.add_argument("--fit-pairs", type=_positive_int, default=None,
                    help="--criteria: fit the stories source on the first N validation pairs' stories (default all)")
+    p.add_argument("--story-fit", choices=("validation", "crossfit"), default="validation",
+                   help="--criteria: fit the stories source on validation stories (default), or cross-fit it by "
+                        "pair on the test stories (5 folds; no validation stories to generate)")
 
     p = sub.add_parser("generate", help="stories for the test split: baseline / induced / creative")
     _model_args(p)

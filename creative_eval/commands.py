@@ -77,7 +77,7 @@ def criteria_sweep(args: argparse.Namespace) -> None:
     for layer in args.layers:
         models.check_layer(model, layer)
     result = criteria.sweep(model, tokenizer, args.layers, **sets, wq=wq, model_id=args.model, n_boot=args.n_boot,
-                            fit_pairs=args.fit_pairs, progress=not args.json)
+                            fit_pairs=args.fit_pairs, story_fit=args.story_fit, progress=not args.json)
     print(json.dumps(result) if args.json else report_mod.criteria_table(result))
 
 

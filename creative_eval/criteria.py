@@ -72,6 +72,36 @@ def _wq_cv(good: States, bad: States, k: int, n_random: int, method: str) -> dic
             "random": rand.to_dict(), "shuffled": shuffled.to_dict()}
 
 
+def crossfit_scores(st: States, k: int, signs: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+    """Probe scores of paired stories (creative first half, negated second) where each pair is scored by the
+    mean-difference direction of the other folds' pairs only; `signs` (+-1 per pair) shuffles the fit's labels."""
+    n = st.mean.shape[0] // 2
+    diffs = st.mean[:n] - st.mean[n:]
+    if signs is not None:
+        diffs = diffs * signs[:, None]
+    scores = torch.empty(2 * n)
+    for test in calibration.folds(n, k, seed):
+        train = np.setdiff1d(np.arange(n), test)
+        vec = torch.nn.functional.normalize(diffs[train].mean(0), dim=0)
+        rows = torch.as_tensor(np.r_[test, test + n])
+        scores[rows] = st.unit[rows] @ vec
+    return scores
+
+
+def _crossfit_auroc(st: States, rand: torch.Tensor, k: int, n_random: int, n_boot: int, seed: int) -> dict:
+    """Held-out story AUROC of a direction fitted on the other folds' stories of the same split, with controls."""
+    n = st.mean.shape[0] // 2
+    labels = np.r_[np.ones(n), np.zeros(n)]
+    est = controls.paired_auroc(crossfit_scores(st, k, seed=seed).numpy(), n_boot)
+    g = torch.Generator().manual_seed(seed)
+    null = [controls.auroc_columns(labels, crossfit_scores(st, k, torch.randint(0, 2, (n,), generator=g) * 2.0 - 1,
+                                                           seed)[:, None].numpy())[0] for _ in range(n_random)]
+    return {**est.to_dict(), "cross_fitted": k,
+            "random": controls.control("random directions", est.estimate,
+                                       controls.auroc_columns(labels, st.scores(rand).numpy())).to_dict(),
+            "shuffled": controls.control("shuffled labels", est.estimate, np.array(null)).to_dict()}
+
+
 def story_lexical_baseline(fit: Sequence[Story], held: Sequence[Story]) -> float:
     """TF-IDF + logistic regression trained on the fitting stories' texts: what words alone tell apart."""
     def xy(stories: Sequence[Story]) -> tuple[list[str], list[int]]:
@@ -81,6 +111,20 @@ def story_lexical_baseline(fit: Sequence[Story], held: Sequence[Story]) -> float
     clf.fit(*xy(fit))
     x, y = xy(held)
     return float(roc_auc_score(y, clf.predict_proba(x)[:, 1]))
+
+
+def lexical_crossfit(stories: Sequence[Story], k: int) -> float:
+    """The TF-IDF baseline cross-fitted by pair on one split's paired stories (creative half first)."""
+    n = len(stories) // 2
+    scores = np.empty(2 * n)
+    for test in calibration.folds(n, k):
+        train = np.setdiff1d(np.arange(n), test)
+        rows = list(train) + list(train + n)
+        clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=1000))
+        clf.fit([stories[i].text for i in rows], [int(i < n) for i in rows])
+        held = np.r_[test, test + n]
+        scores[held] = clf.predict_proba([stories[i].text for i in held])[:, 1]
+    return float(roc_auc_score(np.r_[np.ones(n), np.zeros(n)], scores))
 
 
 def _prompts(pairs: Sequence[Pair]) -> list[str]:
@@ -103,11 +147,17 @@ def sweep(
     folds: int = 5,
     human_fit: str = "mean",
     fit_pairs: int | None = None,
+    story_fit: str = "validation",
     sampling: generate.Sampling = storybank.SAMPLING,
     progress: bool = False,
 ) -> dict:
     """Every criterion for every (layer, source), and the recommended one by held-out story AUROC. The
-    `stories` source is fitted on the stories of the first `fit_pairs` validation pairs (default all)."""
+    `stories` source is fitted on the stories of the first `fit_pairs` validation pairs (default all), or, with
+    `story_fit="crossfit"`, on the test split's own stories cross-fitted by pair (`folds` folds: each pair's
+    stories are scored by a direction fitted on the other folds); its other criteria then use the direction
+    fitted on all test stories, so its prompt AUROC is on prompts whose stories it was fitted on."""
+    if story_fit not in ("validation", "crossfit"):
+        raise ValueError(f"story_fit={story_fit!r} is not 'validation' or 'crossfit'")
     layers = sorted(set(layers))
 
     def read(prompts: list[str], responses: list[str] | None) -> dict[int, States]:
@@ -117,12 +167,15 @@ def sweep(
     prompt_states = {name: read(_prompts(ps), None)
                      for name, ps in (("validation", validation), ("test", test), ("robustness", robustness),
                                       ("hard", hard))}
-    fit_stories = storybank.unsteered(model, tokenizer, validation[:fit_pairs], model_id=model_id, sampling=sampling,
-                                      progress=progress)
     held_stories = storybank.unsteered(model, tokenizer, test, model_id=model_id, sampling=sampling,
-                                      progress=progress)
-    fit_st = read([s.prompt for s in fit_stories], [s.text for s in fit_stories])
+                                       progress=progress)
     held_st = read([s.prompt for s in held_stories], [s.text for s in held_stories])
+    if story_fit == "crossfit":
+        fit_stories, fit_st = held_stories, held_st
+    else:
+        fit_stories = storybank.unsteered(model, tokenizer, validation[:fit_pairs], model_id=model_id,
+                                          sampling=sampling, progress=progress)
+        fit_st = read([s.prompt for s in fit_stories], [s.text for s in fit_stories])
     good, bad, items = calibration.preferred_sides(*wq)
     wq_st = read([s.prompt for s in good + bad], [s.text for s in good + bad])
     nv, ns, nw = len(validation), len(fit_stories) // 2, len(items)
@@ -142,7 +195,9 @@ def sweep(
             rows.append({
                 "layer": layer, "source": source,
                 "prompt_auroc": _paired_auroc(prompt_states["test"][layer], vec, rand, shuffled, [p.id for p in test], n_boot),
-                "story_auroc": _paired_auroc(held_st[layer], vec, rand, shuffled, [p.id for p in test], n_boot),
+                "story_auroc": (_crossfit_auroc(held_st[layer], rand, folds, n_random, n_boot, layer)
+                                if source == "stories" and story_fit == "crossfit"
+                                else _paired_auroc(held_st[layer], vec, rand, shuffled, [p.id for p in test], n_boot)),
                 "wq_agreement": (_wq_cv(w_good, w_bad, folds, n_random, human_fit) if source == "humans"
                                  else _wq(w_good, w_bad, vec, rand, shuffled)),
                 "robust_auroc": _paired_auroc(prompt_states["robustness"][layer], vec, rand, shuffled,
@@ -155,9 +210,10 @@ def sweep(
     return {
         "model": model_id, "layers": layers, "sources": list(SOURCES), "n_random": n_random,
         "n": {"validation_pairs": nv, "test_pairs": len(test), "robustness_pairs": len(robustness),
-              "hard_pairs": len(hard), "wq_pairs": nw, "story_fit_pairs": ns, "fit_stories": len(fit_stories), "held_stories": len(held_stories)},
+              "hard_pairs": len(hard), "wq_pairs": nw, "story_fit": story_fit, "story_fit_pairs": ns, "fit_stories": len(fit_stories), "held_stories": len(held_stories)},
         "story_settings": {k: v for k, v in held_stories[0].settings.items() if k != "n_tokens"},
-        "lexical_story_auroc": story_lexical_baseline(fit_stories, held_stories),
+        "lexical_story_auroc": (story_lexical_baseline(fit_stories, held_stories) if story_fit == "validation"
+                                else lexical_crossfit(held_stories, folds)),
         "recommended": {"layer": best["layer"], "source": best["source"], "criterion": CRITERION,
                         "story_auroc": best["story_auroc"]["estimate"],
                         "story_auroc_ci": [best["story_auroc"]["ci_low"], best["story_auroc"]["ci_high"]],

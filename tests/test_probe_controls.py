@@ -263,3 +263,16 @@ def test_layer_sweep_reports_the_hard_set_beside_robustness(tiny):
     assert out["n_hard"] == 5 and "hard_auroc" in out["lexical_baseline"]
     for row in out["layers"]:
         assert 0 <= row["hard_auroc"] <= 1 and row["hard_within_pair"]["n"] == 5
+
+
+def test_crossfit_never_scores_a_pair_with_its_own_stories():
+    st, a = planted(n=30)
+    base = criteria.crossfit_scores(st, k=5)
+    # changing one pair's fitting states must not change that pair's own scores
+    moved = States(st.mean.clone(), st.unit, st.n_tokens)
+    moved.mean[0] += 100 * torch.randn(HIDDEN)
+    moved.mean[30] -= 100 * torch.randn(HIDDEN)
+    again = criteria.crossfit_scores(moved, k=5)
+    assert torch.allclose(again[[0, 30]], base[[0, 30]])
+    assert not torch.allclose(again, base)  # but it does move the pairs of the other folds
+    assert controls.paired_auroc(base.numpy(), 100).estimate > 0.9

@@ -33,10 +33,14 @@ def criteria_table(result: dict[str, Any]) -> str:
         f"{n['robustness_pairs']} robustness and {n['hard_pairs']} hard pairs. 95% CIs (bootstrap over pairs for "
         f"AUROC, Wilson for rates). rNN / sNN: percentile among {result['n_random']} random unit directions at the "
         f"same layer / {result['n_random']} shuffled-label directions. Words alone (TF-IDF + logistic regression "
-        f"trained on the {n['fit_stories']} validation stories): story AUROC {result['lexical_story_auroc']:.3f}. "
-        f"The stories source is fitted on the stories of {n['story_fit_pairs']} of the {n['validation_pairs']} "
-        f"validation pairs; the prompts source on all {n['validation_pairs']}.\n\n"
-        f"Recommended: layer {rec['layer']}, source `{rec['source']}` on the {rec['criterion']}: "
+        f"on the same fitting stories): story AUROC {result['lexical_story_auroc']:.3f}. "
+        + (f"The stories source is fitted on the stories of {n['story_fit_pairs']} of the {n['validation_pairs']} "
+           f"validation pairs; the prompts source on all {n['validation_pairs']}.\n\n"
+           if n.get("story_fit", "validation") == "validation" else
+           "The stories source's story AUROC is cross-fitted by pair on the test stories (each pair scored by a "
+           "direction fitted on the other folds; shuffled = the same cross-fitting with coin-flipped labels); its "
+           "other columns use the direction fitted on all test stories.\n\n")
+        + f"Recommended: layer {rec['layer']}, source `{rec['source']}` on the {rec['criterion']}: "
         f"{rec['story_auroc']:.3f} [{rec['story_auroc_ci'][0]:.3f}, {rec['story_auroc_ci'][1]:.3f}], above "
         f"{100 * rec['random_percentile']:.0f}% of random directions."
     )
