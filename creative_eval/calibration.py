@@ -4,7 +4,8 @@ From each labelled pair, the preferred and the dispreferred text's mean response
 is the normalised mean of (preferred - dispreferred), or the weights of an L2-regularised logistic regression
 on those differences. Its agreement with the same people is cross-validated by pair (k folds: every pair is
 scored by a direction fitted on the other folds only), so a direction never reports agreement on its own
-training pairs.
+training pairs. Pairs that share a text (WQ reuses each preferred paragraph in three pairs) form one group
+and fall in one fold together, or the direction would meet its test texts in training.
 """
 
 from __future__ import annotations
@@ -63,11 +64,31 @@ def fit(preferred: torch.Tensor, dispreferred: torch.Tensor, method: str = "mean
     return vector / norm
 
 
-def folds(n: int, k: int = 5, seed: int = 0) -> list[np.ndarray]:
-    """k disjoint test folds covering 0..n-1 once each, drawn with `seed`."""
-    if not 2 <= k <= n:
-        raise ValueError(f"k={k} folds need 2 <= k <= {n} pairs")
-    return [np.sort(f) for f in np.array_split(np.random.default_rng(seed).permutation(n), k)]
+def shared_text_groups(preferred: Sequence[Story], dispreferred: Sequence[Story]) -> np.ndarray:
+    """A group id per pair: pairs linked by a shared text (directly or through other pairs) share a group."""
+    parent = list(range(len(preferred)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, (a, b) in enumerate(zip(preferred, dispreferred)):
+        for text in (a.text, b.text):
+            parent[root(i)] = root(first.setdefault(text, i))
+    return np.array([root(i) for i in range(len(preferred))])
+
+
+def folds(n: int, k: int = 5, seed: int = 0, groups: np.ndarray | None = None) -> list[np.ndarray]:
+    """k disjoint test folds covering 0..n-1 once each, drawn with `seed`; with `groups`, whole groups."""
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    names = np.unique(groups)
+    if not 2 <= k <= len(names):
+        raise ValueError(f"k={k} folds need 2 <= k <= {len(names)} independent groups of pairs")
+    split = np.array_split(np.random.default_rng(seed).permutation(names), k)
+    return [np.flatnonzero(np.isin(groups, part)) for part in split]
 
 
 @dataclass(frozen=True)
@@ -77,25 +98,30 @@ class CrossValidated:
     margins: np.ndarray
     fold_of: np.ndarray
     trained: list[np.ndarray]
+    groups: np.ndarray | None = None
 
     def agreement(self) -> stats.Estimate:
-        """Share of pairs whose held-out margin favours the people's choice (Wilson CI, unit: pair)."""
-        return stats.proportion_ci(int((self.margins > 0).sum()), len(self.margins), unit="pair")
+        """Share of pairs whose held-out margin favours the people's choice: Wilson CI over pairs, or, when pairs
+        share texts, a bootstrap over the groups (the independent unit)."""
+        hits = (self.margins > 0).astype(float)
+        if self.groups is None or len(np.unique(self.groups)) == len(hits):
+            return stats.proportion_ci(int(hits.sum()), len(hits), unit="pair")
+        return stats.cluster_bootstrap(hits, self.groups, unit="group of pairs sharing a text")
 
 
 def cross_validate(preferred: States, dispreferred: States, *, k: int = 5, seed: int = 0,
-                   fit_fn: Fit | None = None) -> CrossValidated:
+                   fit_fn: Fit | None = None, groups: np.ndarray | None = None) -> CrossValidated:
     """Score every pair with a direction fitted on the other folds (`fit_fn`, default mean difference)."""
     fit_fn = fit_fn or fit
     n = preferred.mean.shape[0]
     margins, fold_of, trained = np.full(n, np.nan), np.full(n, -1), []
-    for i, test in enumerate(folds(n, k, seed)):
+    for i, test in enumerate(folds(n, k, seed, groups)):
         train = np.setdiff1d(np.arange(n), test)
         vector = fit_fn(preferred.mean[train], dispreferred.mean[train])
         margins[test] = ((preferred.unit[test] - dispreferred.unit[test]) @ vector).numpy()
         fold_of[test] = i
         trained.append(train)
-    return CrossValidated(margins=margins, fold_of=fold_of, trained=trained)
+    return CrossValidated(margins=margins, fold_of=fold_of, trained=trained, groups=groups)
 
 
 def agreement(preferred: States, dispreferred: States, vector: torch.Tensor) -> float:
@@ -104,7 +130,8 @@ def agreement(preferred: States, dispreferred: States, vector: torch.Tensor) -> 
 
 
 def cv_controls(value: float, preferred: States, dispreferred: States, *, k: int = 5, seed: int = 0,
-                n: int = controls.N_RANDOM, method: str = "mean") -> list[controls.Control]:
+                n: int = controls.N_RANDOM, method: str = "mean",
+                groups: np.ndarray | None = None) -> list[controls.Control]:
     """The cross-validated agreement beside random directions (scored on all pairs) and beside the same
     cross-validation with each training pair's preferred side drawn by a coin (shuffled labels)."""
     hidden = preferred.mean.shape[1]
@@ -115,6 +142,6 @@ def cv_controls(value: float, preferred: States, dispreferred: States, *, k: int
         flip = torch.randint(0, 2, (preferred.mean.shape[0], 1), generator=rng).bool()
         fake_good, fake_bad = torch.where(flip, dispreferred.mean, preferred.mean), torch.where(flip, preferred.mean, dispreferred.mean)
         shuffled = States(fake_good, preferred.unit, preferred.n_tokens), States(fake_bad, dispreferred.unit, dispreferred.n_tokens)
-        cv = cross_validate(*shuffled, k=k, seed=seed, fit_fn=lambda a, b: fit(a, b, method))
+        cv = cross_validate(*shuffled, k=k, seed=seed, fit_fn=lambda a, b: fit(a, b, method), groups=groups)
         null.append(float((cv.margins > 0).mean()))
     return [rand, controls.control(f"{n} shuffled-label cross-validations", value, np.array(null))]

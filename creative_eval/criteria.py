@@ -64,11 +64,12 @@ def _wq(good: States, bad: States, vec: torch.Tensor, rand: torch.Tensor, shuffl
             "shuffled": controls.control("shuffled labels", est.estimate, agree(shuffled)).to_dict()}
 
 
-def _wq_cv(good: States, bad: States, k: int, n_random: int, method: str) -> dict:
-    cv = calibration.cross_validate(good, bad, k=k, fit_fn=lambda a, b: calibration.fit(a, b, method))
+def _wq_cv(good: States, bad: States, k: int, n_random: int, method: str, groups: np.ndarray) -> dict:
+    """Cross-validated by groups of pairs that share a text, with its controls."""
+    cv = calibration.cross_validate(good, bad, k=k, fit_fn=lambda a, b: calibration.fit(a, b, method), groups=groups)
     est = cv.agreement()
-    rand, shuffled = calibration.cv_controls(est.estimate, good, bad, k=k, n=n_random, method=method)
-    return {**est.to_dict(), "cross_validated": True, "folds": k, "fit": method,
+    rand, shuffled = calibration.cv_controls(est.estimate, good, bad, k=k, n=n_random, method=method, groups=groups)
+    return {**est.to_dict(), "cross_validated": True, "folds": k, "fit": method, "groups": int(len(set(groups))),
             "random": rand.to_dict(), "shuffled": shuffled.to_dict()}
 
 
@@ -177,6 +178,7 @@ def sweep(
                                           sampling=sampling, progress=progress)
         fit_st = read([s.prompt for s in fit_stories], [s.text for s in fit_stories])
     good, bad, items = calibration.preferred_sides(*wq)
+    groups = calibration.shared_text_groups(good, bad)
     wq_st = read([s.prompt for s in good + bad], [s.text for s in good + bad])
     nv, ns, nw = len(validation), len(fit_stories) // 2, len(items)
     words = np.array([len(s.text.split()) for s in held_stories])
@@ -198,7 +200,7 @@ def sweep(
                 "story_auroc": (_crossfit_auroc(held_st[layer], rand, folds, n_random, n_boot, layer)
                                 if source == "stories" and story_fit == "crossfit"
                                 else _paired_auroc(held_st[layer], vec, rand, shuffled, [p.id for p in test], n_boot)),
-                "wq_agreement": (_wq_cv(w_good, w_bad, folds, n_random, human_fit) if source == "humans"
+                "wq_agreement": (_wq_cv(w_good, w_bad, folds, n_random, human_fit, groups) if source == "humans"
                                  else _wq(w_good, w_bad, vec, rand, shuffled)),
                 "robust_auroc": _paired_auroc(prompt_states["robustness"][layer], vec, rand, shuffled,
                                               [p.id for p in robustness], n_boot),

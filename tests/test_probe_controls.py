@@ -276,3 +276,18 @@ def test_crossfit_never_scores_a_pair_with_its_own_stories():
     assert torch.allclose(again[[0, 30]], base[[0, 30]])
     assert not torch.allclose(again, base)  # but it does move the pairs of the other folds
     assert controls.paired_auroc(base.numpy(), 100).estimate > 0.9
+
+
+def test_pairs_sharing_a_text_never_straddle_train_and_test():
+    texts = ["g0", "g0", "g0", "g1", "g1", "g2", "g3", "g4", "g5", "g6"]  # a preferred text reused across pairs
+    good = [Story(prompt_id=f"p{i}", condition="x", prompt="Write.", text=t) for i, t in enumerate(texts)]
+    bad = [Story(prompt_id=f"p{i}", condition="y", prompt="Write.", text=f"other {i}") for i in range(10)]
+    bad[6] = Story(prompt_id="p6", condition="y", prompt="Write.", text="g2")  # linked to pair 5 through a text
+    groups = calibration.shared_text_groups(good, bad)
+    assert len(set(groups[:3])) == 1 and groups[3] == groups[4] and groups[5] == groups[6]
+    assert len(set(groups)) == 6
+    for test in calibration.folds(10, 3, seed=1, groups=groups):
+        train = np.setdiff1d(np.arange(10), test)
+        test_texts = {good[i].text for i in test} | {bad[i].text for i in test}
+        train_texts = {good[i].text for i in train} | {bad[i].text for i in train}
+        assert not test_texts & train_texts

@@ -29,7 +29,8 @@ def criteria_table(result: dict[str, Any]) -> str:
     notes = (
         f"n: {n['test_pairs']} test pairs (prompt AUROC; {n['held_stories']} unsteered test stories, story AUROC), "
         f"{n['wq_pairs']} WQ expert pairs (label: writing quality; `cv` = {result['rows'][-1]['wq_agreement'].get('folds', 5)}"
-        f"-fold cross-validated by pair, the humans direction is never scored on a pair it was fitted on), "
+        f"-fold cross-validated over {result['rows'][-1]['wq_agreement'].get('groups')} groups of pairs that share a "
+        f"text: the humans direction is never scored on a pair, or a text, it was fitted on), "
         f"{n['robustness_pairs']} robustness and {n['hard_pairs']} hard pairs. 95% CIs (bootstrap over pairs for "
         f"AUROC, Wilson for rates). rNN / sNN: percentile among {result['n_random']} random unit directions at the "
         f"same layer / {result['n_random']} shuffled-label directions. Words alone (TF-IDF + logistic regression "
