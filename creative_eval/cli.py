@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from . import __version__, activations, direction, outputs, pairs, probe, steering
+from . import __version__, activations, direction, outputs, pairs, probe, sources, steering
 from . import commands
 from .judges import presets
 from .pairs import PairsError, path_of
@@ -22,9 +22,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _direction_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--direction", type=_direction_source, default="auto",
-                   help="direction .safetensors, or 'auto' (shipped pairs, cached)")
+                   help="direction .safetensors, or a source: 'auto'/'prompts' (shipped pairs), 'stories' (their "
+                        "unsteered stories), 'humans' (WQ expert pairs); sources are cached")
     p.add_argument("--layer", type=_positive_int, default=None,
-                   help="layer for --direction auto (default: the sweep's)")
+                   help="layer for a --direction source (default: the sweep's)")
 
 
 def _finite(text: str) -> float:
@@ -102,11 +103,13 @@ def _existing_folder(text: str) -> str:
 
 
 def _direction_source(text: str) -> str:
-    """'auto' or a direction file whose contents are checked here, so a bad file fails before the model loads."""
-    if text == "auto":
+    """A source name or a direction file whose contents are checked here, so a bad file fails before the model
+    loads."""
+    if text in sources.SOURCES:
         return text
     if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"{text}: no such direction file; pass a .safetensors path or 'auto'")
+        raise argparse.ArgumentTypeError(f"{text}: no such direction file; pass a .safetensors path or one of "
+                                         f"{', '.join(sources.SOURCES)}")
     try:
         direction.load(text)
     except ValueError as e:
@@ -214,8 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("direction", help="extract the creativity direction at one layer")
     _model_args(p)
+    p.add_argument("--source", choices=("prompts", "stories", "humans"), default="prompts",
+                   help="prompts: the pairs' prompts (default); stories: the shipped validation pairs' unsteered "
+                        "stories (generated once, cached); humans: WQ's expert pairs")
     p.add_argument("--pairs", type=_pairs_source, default=pairs.SHIPPED,
-                   help="pairs file (JSONL/CSV) or 'pairs' (shipped)")
+                   help="pairs file (JSONL/CSV) or 'pairs' (shipped); --source prompts only")
     p.add_argument("--split", default="validation", help="which split to extract from (default validation)")
     p.add_argument("--layer", type=_positive_int, default=None,
                    help="output of decoder block l (default: the sweep's)")
@@ -232,6 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=_positive_int, default=1000)
     p.add_argument("--plot", default=None, help="PNG path for the AUROC-per-layer plot")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--criteria", action="store_true",
+                   help="three criteria per layer and source (prompts, stories, humans): prompt AUROC, held-out "
+                        "story AUROC, WQ agreement, each with random-direction controls; plus robustness and hard sets")
+    p.add_argument("--layers", type=_layers, default=[8, 12, 17, 22], help="--criteria: layers (default 8,12,17,22)")
+    p.add_argument("--fit-pairs", type=_positive_int, default=None,
+                   help="--criteria: fit the stories source on the first N validation pairs' stories (default all)")
+    p.add_argument("--story-fit", choices=("validation", "crossfit"), default="validation",
+                   help="--criteria: fit the stories source on validation stories (default), or cross-fit it by "
+                        "pair on the test stories (5 folds; no validation stories to generate)")
 
     p = sub.add_parser("generate", help="stories for the test split: baseline / induced / creative")
     _model_args(p)

@@ -12,8 +12,9 @@ from . import annotate as annotate_mod
 from . import direction as direction_mod
 from . import export as export_mod
 from . import generate as generate_mod
-from . import coherence, frontier, humans, judges, models, outputs, pairs, pipeline, probe, selection, suite, sweeps
+from . import coherence, controls, frontier, humans, judges, models, outputs, pairs, pipeline, probe, selection
 from . import scores as scores_mod
+from . import criteria, sources, suite, sweeps
 from . import report as report_mod
 from .records import Preference, Story, read_records, read_stories
 
@@ -23,10 +24,16 @@ def _load(args: argparse.Namespace):
 
 
 def _direction(args: argparse.Namespace, model, tokenizer) -> tuple[direction_mod.Direction, str]:
-    return direction_mod.resolve(args.direction, model, tokenizer, args.model, args.layer, progress=True)
+    return sources.resolve(args.direction, model, tokenizer, args.model, args.layer, progress=True)
 
 
 def direction(args: argparse.Namespace) -> None:
+    if args.source != "prompts":
+        model, tokenizer = _load(args)
+        d, path = sources.resolve(args.source, model, tokenizer, args.model, args.layer, progress=True)
+        direction_mod.save(d, args.out)
+        print(f"wrote {args.out} (source {d.source}, cached at {path}): layer {d.layer}, raw norm {d.raw_norm:.3g}")
+        return
     selected = pairs.load_pairs(args.pairs, args.split)  # a bad file fails before the model loads
     model, tokenizer = _load(args)
     layer = args.layer if args.layer is not None else direction_mod.default_layer(model)
@@ -40,10 +47,12 @@ def direction(args: argparse.Namespace) -> None:
 
 
 def sweep(args: argparse.Namespace) -> None:
+    if args.criteria:
+        return criteria_sweep(args)
     model, tokenizer = _load(args)
     result = sweeps.layer_sweep(
         model, tokenizer, pairs.load_pairs(args.pairs, "validation"), pairs.load_pairs(args.pairs, "test"),
-        pairs.load_pairs(args.robustness), model_id=args.model, pairs_hash=pairs.file_hash(args.pairs),
+        pairs.load_pairs(args.robustness), pairs.load_pairs(pairs.HARD), model_id=args.model, pairs_hash=pairs.file_hash(args.pairs),
         pooling=args.pooling, template=not args.no_template, n_boot=args.n_boot, progress=not args.json,
     )
     if args.plot:
@@ -51,12 +60,28 @@ def sweep(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{'layer':>5} {'AUROC':>6} {'95% CI':>15} {'robust':>7}")
+    print(f"{'layer':>5} {'AUROC':>6} {'95% CI':>15} {'robust':>7} {'hard':>6} {'hard within-pair':>22}")
     for r in result["layers"]:
-        print(f"{r['layer']:>5} {r['auroc']:6.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['robust_auroc']:7.3f}")
+        w = r["hard_within_pair"]
+        print(f"{r['layer']:>5} {r['auroc']:6.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['robust_auroc']:7.3f} "
+              f"{r['hard_auroc']:6.3f} {w['estimate']:.2f} [{w['ci_low']:.2f}, {w['ci_high']:.2f}] of {w['n']}")
     lex = result["lexical_baseline"]
     print(f"recommended layer {result['best_layer']}: AUROC {result['best_auroc']:.3f}, robustness "
-          f"{result['robust_auroc']:.3f} (TF-IDF baseline: {lex['test_auroc']:.3f} / {lex['robust_auroc']:.3f})")
+          f"{result['robust_auroc']:.3f}, hard {result['hard_auroc']:.3f} (TF-IDF baseline: {lex['test_auroc']:.3f} / "
+          f"{lex['robust_auroc']:.3f} / {lex['hard_auroc']:.3f}); story-level criteria: `sweep --criteria`")
+
+
+def criteria_sweep(args: argparse.Namespace) -> None:
+    """`sweep --criteria`: prompt, held-out story and WQ criteria per layer and source, with controls."""
+    sets = {"validation": pairs.load_pairs(args.pairs, "validation"), "test": pairs.load_pairs(args.pairs, "test"),
+            "robustness": pairs.load_pairs(args.robustness), "hard": pairs.load_pairs(pairs.HARD)}
+    wq = humans.wq_pairs()  # a missing WQ folder fails before the model loads
+    model, tokenizer = _load(args)
+    for layer in args.layers:
+        models.check_layer(model, layer)
+    result = criteria.sweep(model, tokenizer, args.layers, **sets, wq=wq, model_id=args.model, n_boot=args.n_boot,
+                            fit_pairs=args.fit_pairs, story_fit=args.story_fit, progress=not args.json)
+    print(json.dumps(result) if args.json else report_mod.criteria_table(result))
 
 
 def generate(args: argparse.Namespace) -> None:
@@ -86,7 +111,7 @@ def steer_sweep(args: argparse.Namespace) -> None:
     directions = {d.layer: d, **{layer: direction_mod.auto(model, tokenizer, args.model, layer)[0]
                                  for layer in args.extra_layers if layer != d.layer}}
     judge_layer = (args.judge_layer or max(1, d.layer - 3)) if args.judge_direction == "auto" else None
-    judge_d, judge_path = direction_mod.resolve(args.judge_direction, model, tokenizer, args.model, judge_layer)
+    judge_d, judge_path = sources.resolve(args.judge_direction, model, tokenizer, args.model, judge_layer)
     judge = judges.load_judge(args.judge, *((model, tokenizer) if args.judge == "self" else ()))
     arms = frontier.plan(args.alphas, at=args.at, layers=args.extra_layers, positions=args.extra_positions,
                          gate=args.gate, gate_window=args.gate_window, gate_alpha=args.gate_alpha,
@@ -120,11 +145,16 @@ def score(args: argparse.Namespace) -> None:
     if cut:
         print(f"note: {cut} of {len(stories)} stories are longer than the probe's {scorer.max_length} tokens and "
               "were scored on their first tokens (recorded as truncated_tokens)")
+    scores = [p.score for p in scores]
+    same, cross = pipeline.probe_states(model, tokenizer, stories, d, args.tokens)
     by: dict[str, list[float]] = {}
     for s, p in zip(stories, scores):
-        by.setdefault(s.condition, []).append(p.score)
+        by.setdefault(s.condition, []).append(p)
     for condition, values in by.items():
-        print(f"{condition:>10}: mean probe {sum(values) / len(values):+.4f} (n={len(values)})")
+        print(f"{condition:>10}: mean probe {sum(values) / len(values):+.4f} (n={len(values)}, {args.tokens} tokens)")
+    for name, line in controls.describe(controls.condition_comparisons(stories, same, cross, d.vector,
+                                                                       args.tokens)).items():
+        print(f"{name}: {line}")
 
 
 def annotate(args: argparse.Namespace) -> None:

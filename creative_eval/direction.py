@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from safetensors import safe_open
@@ -50,6 +50,16 @@ class Direction:
     @property
     def pooling(self) -> str:
         return self.meta.get("pooling", "mean")
+
+    @property
+    def source(self) -> str:
+        """What it was fitted on: `prompts` (pair prompts), `stories` (their unsteered stories) or `humans`."""
+        return self.meta.get("source", "prompts")
+
+    @property
+    def trained_on(self) -> set[str]:
+        """Prompt ids of the people's pairs it was fitted on (humans source): never scored with it."""
+        return set(filter(None, self.meta.get("trained_on", "").split(",")))
 
     @property
     def template(self) -> bool:
@@ -104,6 +114,13 @@ def from_activations(
     return Direction(diff / raw, {**meta, "raw_norm": f"{raw:.6g}"})
 
 
+def model_meta(model: PreTrainedModel, model_id: str) -> dict[str, str]:
+    """The metadata every direction carries about the model it belongs to, whatever its source."""
+    return {"model_id": model_id, "config_fingerprint": models.fingerprint(model),
+            "num_layers": str(models.num_layers(model)), "hidden_size": str(model.config.hidden_size),
+            "version": __version__, "layer_convention": "output of decoder block l (HF hidden_states[l])"}
+
+
 def extract(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -128,11 +145,9 @@ def extract(
     acts, norms = pooled(model, tokenizer, prompts, wanted, pooling=pooling, template=template,
                          batch_size=batch_size, progress=progress)
     base = {
-        "model_id": model_id, "config_fingerprint": models.fingerprint(model),
-        "num_layers": str(models.num_layers(model)), "hidden_size": str(model.config.hidden_size),
-        "pooling": pooling, "template": str(template).lower(), "n_pairs": str(len(pairs)),
+        **model_meta(model, model_id), "source": "prompts", "pooling": pooling, "template": str(template).lower(),
+        "n_pairs": str(len(pairs)),
         "pairs_sha256": pairs_hash or hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
-        "version": __version__, "layer_convention": "output of decoder block l (HF hidden_states[l])",
     }
     n = len(pairs)
     out = {
@@ -213,25 +228,17 @@ def auto(
     pairs_hash = pairs_mod.file_hash(pairs_mod.SHIPPED)
     name = f"{models.fingerprint(model)}-L{layer}-{pooling}-{'chat' if template else 'raw'}-{pairs_hash[:12]}"
     path = models.cache_root() / "directions" / f"{name}.safetensors"
+    return cached(path, model, lambda: extract(
+        model, tokenizer, pairs_mod.load_pairs(pairs_mod.SHIPPED, "validation"), layer, model_id=model_id,
+        pairs_hash=pairs_hash, pooling=pooling, template=template, progress=progress)), path
+
+
+def cached(path: Path, model: PreTrainedModel, make: Callable[[], Direction]) -> Direction:
+    """The direction at `path` if it is there, else `make()` written there atomically (a killed run leaves no
+    half-written file behind)."""
     if path.is_file():
-        return load(path, model), path
-    d = extract(model, tokenizer, pairs_mod.load_pairs(pairs_mod.SHIPPED, "validation"), layer, model_id=model_id,
-                pairs_hash=pairs_hash, pooling=pooling, template=template, progress=progress)
+        return load(path, model)
+    d = make()
     tmp = path.with_name(path.name + ".tmp")
     save(d, tmp).rename(path)
-    return d, path
-
-
-def resolve(source: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str,
-            layer: int | None = None, *, progress: bool = False) -> tuple[Direction, str]:
-    """The one way a command, the lm-eval model, a task or a judge turns `source` into a direction:
-    `auto` extracts (or reads the cached) direction at `layer` (default: `default_layer`); a file is loaded
-    and checked against the model, and a `layer` that differs from the file's is refused."""
-    if str(source) == "auto":
-        d, path = auto(model, tokenizer, model_id, layer, progress=progress)
-        return d, str(path)
-    d = load(source, model)
-    if layer is not None and int(layer) != d.layer:
-        raise ValueError(f"layer {layer} was asked for, but {source} was extracted at layer {d.layer}; drop the "
-                         "layer or use the direction 'auto'")
-    return d, str(source)
+    return d

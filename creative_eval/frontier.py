@@ -22,8 +22,7 @@ from typing import Any, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from . import coherence, frontier_stats, gating, generate, judges, steering
-from . import direction as direction_mod
+from . import coherence, frontier_stats, gating, generate, judges, sources, steering
 from . import report as report_mod
 from .direction import Direction
 from .probe import Probe
@@ -224,7 +223,7 @@ def demo(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, d: Directio
     """The demo's small frontier (minutes on 2 cores): `n` prompts, lambda 0.2 and 0.35, the direction vs a random
     one, judged by the model itself and by a probe three layers earlier. Its figure path is set relative to the
     report folder that holds `out`."""
-    judge_d, judge_path = direction_mod.resolve("auto", model, tokenizer, model_id, max(1, d.layer - 3))
+    judge_d, judge_path = sources.resolve("auto", model, tokenizer, model_id, max(1, d.layer - 3))
     result = run(model, tokenizer, pairs[:n], {d.layer: d}, judge_d, plan([0.2, 0.35]), layer=d.layer,
                  judge=judges.load_judge("self", model, tokenizer), out=out, judge_source=judge_path,
                  sampling=generate.Sampling(max_new_tokens=max_new_tokens))

@@ -10,10 +10,25 @@ from pathlib import Path
 from typing import Sequence
 
 from . import direction as direction_mod
-from . import frontier, generate, humans, judges, models, pairs, report, steering
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from . import controls, frontier, generate, humans, judges, models, pairs, report, steering, textstates
+from .direction import Direction
 from .records import Preference, Rating, Story, from_dict
 
 COMPARISONS = (("induced", "baseline"), ("creative", "baseline"))
+
+
+def probe_states(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stories: Sequence[Story],
+                 d: Direction, tokens: str = "input+response") -> tuple[textstates.States, textstates.States]:
+    """Per-story states at the direction's layer under `tokens`, and under response tokens (for comparing
+    stories of different prompts); their product with the direction is the probe score."""
+    def read(rule: str) -> textstates.States:
+        return textstates.read(model, tokenizer, [s.prompt for s in stories], [s.text for s in stories], [d.layer],
+                               tokens=rule, template=d.template, progress=True)[d.layer]
+
+    same = read(tokens)
+    return same, same if tokens == "response" else read("response")
 
 
 def judge_all(judge, stories: Sequence[Story], pair_items: Sequence[judges.PairItem],
@@ -50,7 +65,10 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
     probe_judge = judges.load_judge("probe", model, tokenizer)
     probe_ratings, probe_preferences = judge_all(probe_judge, stories, items, out)
     probe_scores = {r.story_id: r.score for r in probe_ratings if r.score is not None}
-    meta = {"direction_file": str(d_path), **{f"direction_{k}": v for k, v in d.meta.items()}}
+    meta = {"direction_file": str(d_path), **{f"direction_{k}": v for k, v in d.meta.items()},
+            "probe_tokens": "input+response for stories of one prompt; response only for stories of different prompts",
+            **controls.describe(controls.condition_comparisons(stories, *probe_states(model, tokenizer, stories, d),
+                                                               d.vector, "input+response"))}
     if labels:
         meta["human_label"] = f"WQ experts' writing-quality preference, {len(labels)} pairs (seed {seed})"
     steering_frontier = frontier.demo(model, tokenizer, d, selected, out / "frontier", model_id=models.EMBEDDED)

@@ -22,6 +22,7 @@ def layer_sweep(
     validation: Sequence[Pair],
     test: Sequence[Pair],
     robustness: Sequence[Pair],
+    hard: Sequence[Pair] = (),
     *,
     model_id: str,
     pairs_hash: str = "",
@@ -31,25 +32,34 @@ def layer_sweep(
     progress: bool = False,
 ) -> dict:
     """Directions from `validation` at every layer (one pass), the probe's prompt-level AUROC on `test`
-    (bootstrap over pairs) and on `robustness`, beside a TF-IDF + logistic-regression baseline."""
+    (bootstrap over pairs) and on `robustness` and `hard` (there also the within-pair rate: the share of pairs
+    whose creative side scores higher, Wilson CI), beside a TF-IDF + logistic-regression baseline."""
     layers = list(range(1, models.num_layers(model) + 1))
     dirs = direction.extract(model, tokenizer, validation, layers, model_id=model_id, pairs_hash=pairs_hash,
                              pooling=pooling, template=template, progress=progress)
-    rows, robust = [], {}
-    for name, pairs in (("test", test), ("robustness", robustness)):
+    rows, robust, hard_rows = [], {}, {}
+    for name, pairs in (("test", test), ("robustness", robustness), ("hard", hard)):
+        if not pairs:
+            continue
         prompts = [p.creative for p in pairs] + [p.uncreative for p in pairs]
         labels = [1] * len(pairs) + [0] * len(pairs)
         clusters = [p.id for p in pairs] * 2
         scores = probe.layer_scores(model, tokenizer, prompts, dirs, template=template)
         for layer in tqdm(layers, disable=not progress, desc=f"AUROC {name}"):
             est = stats.auroc_ci(labels, scores[layer], clusters=clusters, n_boot=n_boot, unit="pair")
-            if name == "test":
+            if name == "hard":
+                n = len(pairs)
+                wins = sum(c > u for c, u in zip(scores[layer][:n], scores[layer][n:]))
+                hard_rows[layer] = {"hard_auroc": est.estimate, "hard_ci": [est.ci_low, est.ci_high],
+                                    "hard_within_pair": stats.proportion_ci(wins, n, unit="pair").to_dict()}
+            elif name == "test":
                 rows.append({"layer": layer, "auroc": est.estimate, "ci_low": est.ci_low, "ci_high": est.ci_high,
                              "n_pairs": est.n, "raw_norm": dirs[layer].raw_norm})
             else:
                 robust[layer] = est
     for row in rows:
         row["robust_auroc"] = robust[row["layer"]].estimate
+        row.update(hard_rows.get(row["layer"], {}))
     best = max(rows, key=lambda r: (r["auroc"], r["robust_auroc"]))
     return {
         "model": model_id, "pooling": pooling, "template": template,
@@ -57,7 +67,9 @@ def layer_sweep(
         "best_layer": best["layer"], "best_auroc": best["auroc"], "best_ci": [best["ci_low"], best["ci_high"]],
         "robust_auroc": best["robust_auroc"],
         "robust_ci": [robust[best["layer"]].ci_low, robust[best["layer"]].ci_high],
-        "lexical_baseline": lexical_baseline(validation, test, robustness),
+        "lexical_baseline": {**lexical_baseline(validation, test, robustness),
+                             **({"hard_auroc": lexical_baseline(validation, test, hard)["robust_auroc"]} if hard else {})},
+        "n_hard": len(hard), **{k: v for k, v in hard_rows.get(best["layer"], {}).items()},
         "layers": rows,
     }
 

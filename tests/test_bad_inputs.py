@@ -144,7 +144,7 @@ CASES = [
     Case("pairs bad line", [*GEN, "--pairs", "badpairs.jsonl"], ("badpairs.jsonl:2", "one JSON object per line"),
          _write("badpairs.jsonl", '{"id": "a", "creative": "x", "uncreative": "y", "split": "t"}\n{oops\n')),
     Case("direction absent", [*GEN, "--direction", "absent.safetensors"],
-         ("absent.safetensors", "no such direction file", "'auto'")),
+         ("absent.safetensors", "no such direction file", "auto, prompts")),
     Case("direction pickle", [*GEN, "--direction", "d.pt"], ("d.pt", "not a safetensors file", "never loads pickles",
                                                              "creative-eval direction"),
          _write("d.pt", pickle.dumps({"direction": [0.0] * 4}))),

@@ -165,9 +165,9 @@ def test_steer_sweep_rejects_bad_options(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_extra_layers_need_the_auto_direction_before_any_model_loads(tmp_path, capsys, monkeypatch):
-    d = tmp_path / "d.safetensors"
-    d.write_bytes(b"x")
+def test_extra_layers_need_the_auto_direction_before_any_model_loads(tiny, tmp_path, capsys, monkeypatch):
+    model, tokenizer = tiny
+    d = direction.save(direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny"), tmp_path / "d.safetensors")
     monkeypatch.setattr(cli.commands.models, "load", lambda *a, **k: pytest.fail("the model was loaded"))
     assert cli.main(["steer-sweep", "--direction", str(d), "--extra-layers", "12"]) == 2
     assert "--direction auto" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from lm_eval.models.huggingface import HFLM
 
 from .. import activations, models, probe, steering
 from .. import direction as direction_mod
+from .. import sources
 from .autoload import MODEL_NAME
 
 OWN_ARGS = ("pretrained", "direction", "layer", "alpha", "norm", "positions", "probe")
@@ -99,10 +100,10 @@ class SteeredHF(HFLM):
         SteeredHF.live = self
 
     def _direction(self, source: str, layer: int | None) -> tuple[direction_mod.Direction, str]:
-        parallel = self.world_size > 1 and source == "auto"  # rank 0 extracts and caches; the others read it
+        parallel = self.world_size > 1 and source in sources.SOURCES  # rank 0 extracts and caches; the others read it
         if parallel and self.rank != 0:
             self.accelerator.wait_for_everyone()
-        out = direction_mod.resolve(source, self.model, self.tokenizer, self.model_id, layer)
+        out = sources.resolve(source, self.model, self.tokenizer, self.model_id, layer)
         if parallel and self.rank == 0:
             self.accelerator.wait_for_everyone()
         return out

@@ -18,7 +18,7 @@ import datasets
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
-from .. import direction, judges, models, pairs, stats
+from .. import judges, models, pairs, sources, stats
 from ..judges import PairItem
 from ..records import Story
 from .model import SteeredHF
@@ -175,6 +175,6 @@ def _probe_judge(meta: dict):
     key = (name, str(meta.get("direction", "auto")), meta.get("layer"))
     if key not in _PROBE_JUDGES:
         model, tokenizer = models.load(name)
-        d, _ = direction.resolve(key[1], model, tokenizer, name, key[2])
+        d, _ = sources.resolve(key[1], model, tokenizer, name, key[2])
         _PROBE_JUDGES[key] = judges.load_judge("probe", model, tokenizer, d)
     return _PROBE_JUDGES[key]

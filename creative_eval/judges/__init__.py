@@ -43,10 +43,10 @@ def load_judge(preset: str | Path, model=None, tokenizer=None, direction=None):
     if model is None:
         model, tokenizer = models.load(cfg.get("model", models.EMBEDDED), cfg.get("dtype"), cfg.get("device_map"))
     if cfg["backend"] == "probe":
-        from .. import direction as direction_mod
+        from .. import sources
         from .probe_judge import ProbeJudge
 
-        d = direction or direction_mod.resolve(cfg.get("direction", "auto"), model, tokenizer,
+        d = direction or sources.resolve(cfg.get("direction", "auto"), model, tokenizer,
                                                cfg.get("model", models.EMBEDDED), cfg.get("layer"))[0]
         scale = tuple(cfg["scale"]) if cfg.get("scale") else None
         return ProbeJudge(cfg["id"], model, tokenizer, d, tie_band=tie_band, scale=scale,
