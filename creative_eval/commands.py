@@ -60,6 +60,10 @@ def sweep(args: argparse.Namespace) -> None:
 
 
 def generate(args: argparse.Namespace) -> None:
+    if args.backend == "llamacpp":
+        from . import commands_llamacpp
+
+        return commands_llamacpp.generate(args)
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
     sampling = generate_mod.Sampling(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size)
     alpha = steering.DEFAULT_ALPHA if args.alpha is None else args.alpha
@@ -191,6 +195,10 @@ def lm_eval(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> None:
+    if args.format == "llamacpp-cvec":
+        from . import commands_llamacpp
+
+        return commands_llamacpp.export(args)
     from . import lm_eval_glue
 
     alpha = steering.DEFAULT_ALPHA if args.alpha is None else args.alpha
