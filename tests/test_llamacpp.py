@@ -350,12 +350,14 @@ def test_bad_llamacpp_arguments_fail_before_any_model_loads(argv, message, tiny_
     (["--direction", "{real}", "--alpha", "nan"], "alpha (lambda) must be a finite number"),
     (["--direction", "{real}", "--norm", "huge"], "norm='huge' is not one of"),
 ])
-def test_bad_server_steering_exits_before_the_server_starts(extra, message, tiny_file, auto_direction, monkeypatch):
-    monkeypatch.setattr(llamacpp, "set_cvec", lambda *_a: pytest.fail("the server was patched"))
+def test_bad_server_steering_exits_before_the_server_starts(extra, message, tiny_file, auto_direction):
+    server_model = pytest.importorskip("llama_cpp.server.model")
+    loader = server_model.LlamaProxy.__dict__["load_llama_from_model_settings"]
     extra = [a.format(tiny=tiny_file, real=auto_direction[1]) for a in extra]
     with pytest.raises(SystemExit) as e:
         llamacpp.server_steering(["--model", str(models.embedded_gguf()), *extra])
     assert message in str(e.value)
+    assert server_model.LlamaProxy.__dict__["load_llama_from_model_settings"] is loader  # server left unsteered
 
 
 def test_gguf_shape_check_names_the_fix():
