@@ -263,7 +263,8 @@ def _direct(prompt: str, n: int, steer: tuple[np.ndarray, int] | None) -> str:
 
     lib.llama_model_default_params = params
     try:
-        llm = llama_cpp.Llama(str(models.embedded_gguf()), n_ctx=2048, n_threads=THREADS, verbose=False)
+        llm = llama_cpp.Llama(str(models.embedded_gguf()), n_ctx=2048, n_threads=THREADS, n_threads_batch=THREADS,
+                              verbose=False)
     finally:
         lib.llama_model_default_params = default
     try:
@@ -295,10 +296,12 @@ def test_steered_server_differs_and_plain_server_is_the_unsteered_model(servers,
     plain, steered = servers
     prompt, n = "Once upon a time, in a quiet village,", 24
     got_plain, got_steered = _complete(plain.base_url, prompt, n), _complete(steered.base_url, prompt, n)
-    print(f"plain: {got_plain!r}\nsteered: {got_steered!r}")
+    direct_plain = _direct(prompt, n, None)
+    direct_steered = _direct(prompt, n, llamacpp.steer_for(auto_direction[0], ALPHA, "relative"))
+    print(f"plain: {got_plain!r}\nsteered: {got_steered!r}\ndirect: {direct_plain!r}\ndirect steered: {direct_steered!r}")
     assert got_plain != got_steered
-    assert got_plain == _direct(prompt, n, None)
-    assert got_steered == _direct(prompt, n, llamacpp.steer_for(auto_direction[0], ALPHA, "relative"))
+    assert got_plain == direct_plain
+    assert got_steered == direct_steered
 
 
 # --- bad input fails before any model loads -----------------------------------------------------------------------
