@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=_top_p, default=1.0)
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=8)
+    p.add_argument("--backend", choices=("hf", "llamacpp"), default="hf",
+                   help="hf (transformers, default) or llamacpp (a .gguf or 'embedded' through llama-cpp-python)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="llamacpp: CPU threads (default: all cores)")
     p.add_argument("--out", required=True, help="stories JSONL")
 
     p = sub.add_parser("steer-sweep", help="the steering frontier: creativity gain by other judges vs coherence "
@@ -352,12 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the direction in another tool's format")
     _model_args(p)
     _direction_args(p)
-    p.add_argument("--format", choices=["lm-eval-steered"], required=True,
-                   help="lm-eval-steered: the .pt file of lm-eval's built-in `steered` model (steer_path=...)")
+    p.add_argument("--format", choices=["lm-eval-steered", "llamacpp-cvec"], required=True,
+                   help="lm-eval-steered: the .pt file of lm-eval's built-in `steered` model (steer_path=...); "
+                        "llamacpp-cvec: a llama.cpp control-vector .gguf (--control-vector FILE)")
     p.add_argument("--alpha", type=_finite, default=steering.DEFAULT_ALPHA,
                    help=f"lambda (default {steering.DEFAULT_ALPHA}, with --norm relative)")
     p.add_argument("--norm", choices=steering.NORMS, default="relative")
-    p.add_argument("--out", required=True, help="the .pt file to write")
+    p.add_argument("--out", required=True, help="the .pt (lm-eval-steered) or .gguf (llamacpp-cvec) file to write")
     p = sub.add_parser("judge", help="0-9 ratings or pairwise preferences of stories by a judge preset")
     p.add_argument("--judge", type=_preset, required=True, help="preset name in judges/ (embedded, self, probe, ...) or a .yaml path")
     p.add_argument("--mode", choices=("rating", "pairwise"), default="rating")

@@ -12,9 +12,9 @@ from . import annotate as annotate_mod
 from . import direction as direction_mod
 from . import export as export_mod
 from . import generate as generate_mod
-from . import coherence, controls, frontier, humans, judges, models, outputs, pairs, pipeline, probe, selection
+from . import (coherence, commands_llamacpp, controls, criteria, frontier, humans, judges, models, outputs, pairs,
+               pipeline, probe, selection, sources, suite, sweeps)
 from . import scores as scores_mod
-from . import criteria, sources, suite, sweeps
 from . import report as report_mod
 from .records import Preference, Story, read_records, read_stories
 
@@ -85,6 +85,8 @@ def criteria_sweep(args: argparse.Namespace) -> None:
 
 
 def generate(args: argparse.Namespace) -> None:
+    if args.backend == "llamacpp":
+        return commands_llamacpp.generate(args)
     sampling = generate_mod.Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                      top_p=args.top_p, seed=args.seed, batch_size=args.batch_size)
     selected = pairs.load_pairs(args.pairs, args.split)[: args.limit]
@@ -232,6 +234,8 @@ def lm_eval(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> None:
+    if args.format == "llamacpp-cvec":
+        return commands_llamacpp.export(args)
     model, tokenizer = _load(args)
     d, path = _direction(args, model, tokenizer)
     out = export_mod.lm_eval_steered(d, model, args.alpha, args.norm, args.out)

@@ -1,6 +1,7 @@
 """Serve a GGUF model (default: the embedded one) as an OpenAI-compatible API with llama-cpp-python's server.
 
     python -m creative_eval.judges.local_server --port 8000 --n_threads 2   # foreground; any server option
+    python -m creative_eval.judges.local_server --direction d.safetensors --alpha 0.2   # steered (llamacpp.py)
     with LocalServer() as srv:                                               # background, stopped on exit
         judge = OpenAIJudge("local", "embedded", base_url=srv.base_url)
 
@@ -57,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from ..models import embedded_gguf
 
         args = ["--model", str(embedded_gguf()), *args]
+    if any(a.split("=")[0] == "--direction" for a in args):  # steered completions; imports torch, so only then
+        from ..llamacpp import server_steering
+
+        args = server_steering(args)
     from llama_cpp.server.__main__ import main as server_main
 
     sys.argv = ["llama_cpp.server", *args]
