@@ -101,9 +101,7 @@ def story_batches(
     """Stories batch by batch, condition by condition, every setting recorded on each story. Batch b of a
     condition is seeded from `sampling.seed + b` whichever batches run, so a resumed run (`skip` says which
     batches are done) makes the same stories as an uninterrupted one."""
-    unknown = set(conditions) - set(CONDITIONS)
-    if unknown:
-        raise ValueError(f"unknown condition(s) {sorted(unknown)}; choose from {CONDITIONS}")
+    check_conditions(conditions)
     steer = steering.Steer.from_direction(direction, alpha, norm, positions)
     starts = range(0, len(pairs), sampling.batch_size)
     bar = tqdm(total=len(conditions) * len(starts), disable=not progress, desc="generate")
@@ -210,3 +208,9 @@ def perplexity(
             out[k + row] = value if batch.response_mask[row].any() else float("nan")
     return out
 
+
+def check_conditions(conditions: Sequence[str]) -> None:
+    """Generated stories have the paper's conditions only (people's data may carry any label)."""
+    unknown = set(conditions) - set(CONDITIONS)
+    if unknown:
+        raise ValueError(f"unknown condition(s) {sorted(unknown)}; choose from {CONDITIONS}")

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import cvec, steering
 from .direction import Direction
-from .generate import Generation, Sampling
+from .generate import Generation, Sampling, check_conditions
 from .records import CONDITIONS, Pair, Story
 
 BACKEND = "llamacpp"
@@ -252,9 +252,7 @@ def stories(
     n_threads: int | None = None,
 ) -> list[Story]:
     """`generate.stories` through llama.cpp: the control vector is set for `induced` and cleared otherwise."""
-    unknown = set(conditions) - set(CONDITIONS)
-    if unknown:
-        raise ValueError(f"unknown condition(s) {sorted(unknown)}; choose from {CONDITIONS}")
+    check_conditions(conditions)
     path = cvec.model_gguf(model)
     cvec.check_shape(direction, cvec.gguf_shape(path), model, direction_file or "direction")
     steer = steer_for(direction, alpha, norm, positions)
