@@ -284,7 +284,7 @@ def agreement(args: argparse.Namespace) -> None:
     for spec in args.judge:
         judge = judges.load_judge(spec)
         prefs, ratings = suite.collect(judge, hs, args.out, modes, progress=True)
-        judged += suite.verdicts(judge.id, prefs, ratings, hs)
+        judged += suite.verdicts(judge.id, prefs, ratings, hs, from_ratings=hasattr(judge, "templates"))
         rated[judge.id] = ratings
     result = report_mod.clean(agreement_mod.as_plain(suite.table(hs, judged, rated, args.n_boot, args.seed)))
     out = Path(args.out)

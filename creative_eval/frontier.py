@@ -165,7 +165,7 @@ def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stories:
     rows = []
     for s, p, o, x in zip(flat, ppl, own, other):
         pref = prefs.get(s.id)
-        p_win, decision = frontier_stats.debiased(pref) if pref else (None, None)
+        p_win, decision = (pref.p_a, pref.decision) if pref else (None, None)  # debiased in judges.base
         rows.append({"arm": s.condition, "prompt_id": s.prompt_id, "words": len(s.text.split()), "ppl": p,
                      "repetition": coherence.repeated_ngram_rate(s.text), "distinct2": coherence.distinct_n(s.text),
                      "own_probe": o, "probe": x, "rating": rating.get(s.id), "coherence": coh.get(s.id),

@@ -16,7 +16,6 @@ import numpy as np
 import statsmodels.api as sm
 
 from . import stats
-from .records import Preference
 
 PPL_BOUND = 1.5  # coherence bound: geometric-mean perplexity ratio (arm / baseline) at most this
 REP_BOUND = 0.05  # coherence bound: repeated 3-gram rate at most the baseline's plus this
@@ -26,18 +25,6 @@ RULE = ("among the real direction's constant-lambda arms (steering layer, positi
         "same lambda, provided that gain is above 0. Goal: its win rate's 95% CI lower bound > 0.5 and the paired "
         "win-rate difference to the random direction has a 95% CI lower bound > 0.")
 Rows = Sequence[Mapping[str, Any]]
-
-
-def debiased(pref: Preference) -> tuple[float | None, str | None]:
-    """(P(A > B) with the position bias removed, decision A/B/tie), the one place this is computed:
-    P = (P(first | A first) + 1 - P(first | B first)) / 2; a record that carries `p_a` is read as it is."""
-    p_a = getattr(pref, "p_a", None)
-    if p_a is not None:
-        return p_a, pref.decision
-    if pref.status != "ok" or pref.p_first_ab is None or pref.p_first_ba is None:
-        return None, None
-    p = (pref.p_first_ab + 1 - pref.p_first_ba) / 2
-    return p, "A" if p > 0.5 else "B" if p < 0.5 else "tie"
 
 
 def _num(x: Any) -> float:

@@ -115,10 +115,12 @@ def rating_values(ratings: Sequence[Rating]) -> dict[str, float | None]:
             for r in ratings}
 
 
-def verdicts(name: str, prefs: Sequence[Preference], ratings: Sequence[Rating], hs: HumanSet) -> list[Verdicts]:
-    """A judge's direct pairwise verdicts (named `name`) and its verdicts from ratings (`name (ratings)`)."""
+def verdicts(name: str, prefs: Sequence[Preference], ratings: Sequence[Rating], hs: HumanSet,
+             from_ratings: bool = True) -> list[Verdicts]:
+    """A judge's direct pairwise verdicts (named `name`) and, with `from_ratings`, its verdicts from ratings
+    (`name (ratings)`). The probe's pairwise verdict already is a comparison of its two scores, so it has none."""
     out = [dataclasses.replace(v, judge=name) for v in agreement.verdicts_from_preferences(prefs)]
-    if ratings and hs.pairwise:
+    if from_ratings and ratings and hs.pairwise:
         keys = [(h.story_a, h.story_b) for h in hs.labels if h.choice is not None]
         out.append(agreement.pairwise_from_ratings(rating_values(ratings), keys, judge=f"{name} (ratings)"))
     return out

@@ -10,7 +10,6 @@ import torch
 
 from creative_eval import (cli, coherence, direction, frontier, frontier_stats, gating, generate, judges, report,
                            steering)
-from creative_eval.records import Preference
 
 from test_pipeline import PAIRS
 
@@ -92,16 +91,6 @@ def test_recommendation_follows_its_rule_on_a_hand_made_table():
     losing = [_arm(0.1, 1.1, 0.1, 0.5, -0.05, -0.3), _arm(0.2, 1.2, 0.1, 0.5, 0.0, -0.3)]
     rec = frontier_stats.recommend(losing, baseline, layer=17)
     assert rec["alpha"] is None and not rec["goal_met"] and rec["reason"]
-
-
-def test_debiased_preference_removes_position_bias():
-    common = dict(judge="j", pair_id="x", story_a="p:a", story_b="p:b", consistent=False)
-    # the judge always favours the first shown (0.8 / 0.7), a little more when A is first
-    p, decision = frontier_stats.debiased(Preference(**common, decision="tie", p_first_ab=0.8, p_first_ba=0.7))
-    assert p == pytest.approx(0.55) and decision == "A"
-    p, decision = frontier_stats.debiased(Preference(**common, decision="tie", p_first_ab=0.6, p_first_ba=0.7))
-    assert p == pytest.approx(0.45) and decision == "B"
-    assert frontier_stats.debiased(Preference(**common, decision=None, status="invalid: x")) == (None, None)
 
 
 def test_length_control_separates_a_length_preference_from_a_real_one():

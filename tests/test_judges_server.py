@@ -167,8 +167,9 @@ def test_server_pairwise_both_orders(server):
 
 def test_injected_faults_are_retried_and_nothing_is_lost(server, server_ratings):
     faults = {2: "429", 3: "500", 5: "drop", 7: "slow"}
-    with FaultProxy(server.base_url, faults, slow_s=3.0) as proxy:
-        judge = judge_at(proxy.base_url, timeout_s=2.0)
+    # the timeout sits well above a real answer's time on a loaded machine, and the slow fault well above it
+    with FaultProxy(server.base_url, faults, slow_s=15.0) as proxy:
+        judge = judge_at(proxy.base_url, timeout_s=6.0)
         got = judge.rate(stories()[:6])
     print(f"requests={proxy.count} injected={proxy.injected} retries={judge.retries}")
     assert proxy.injected == len(faults) and judge.retries == len(faults)

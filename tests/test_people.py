@@ -95,6 +95,8 @@ def test_suite_on_a_hand_labelled_set_equals_hand_counts(hand_set, tmp_path):
     # mean P(first) over both orders of each pair: 0.87 + 0.01 * (d - d) / 2 = 0.87 exactly
     assert rows["len"]["position_bias"].estimate == pytest.approx(0.87)
     assert rows["len"]["ties"] == 0 and rows["len (ratings)"]["ties"] == 0
+    # a judge whose pairwise verdict is already its two scores compared (the probe) gets no second row
+    assert [v.judge for v in suite.verdicts("len", prefs, ratings, hand_set, from_ratings=False)] == ["len"]
 
 
 def test_label_file_needs_stories_and_source_labels_are_refused(tmp_path):
