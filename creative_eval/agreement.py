@@ -76,6 +76,9 @@ class Verdicts:
                              "give a decision (None if invalid) for every pair")
 
 
+LENGTH_RATER = "length (words)"  # the trivial rater: a longer story gets a higher rating
+
+
 def words(text: str) -> int:
     return len(text.split())
 
@@ -253,6 +256,12 @@ def _position_bias(judged: Sequence[_Judged]) -> stats.Estimate | None:
     return stats.mean_ci(both, unit="pair") if both else None
 
 
+def _order_consistency(judged: Sequence[_Judged]) -> stats.Estimate | None:
+    """Share of pairs where both orders name the same text (the old decision rule, kept as a diagnostic)."""
+    both = [(p[0] > 0.5) == (p[1] < 0.5) for j in judged if (p := j.p_first) is not None]
+    return stats.proportion_ci(sum(both), len(both), unit="pair") if both else None
+
+
 def length_logit(chose_a: Sequence[int], margin: Sequence[float], length_diff: Sequence[float]) -> dict[str, Any]:
     """logit P(people chose A) = b0 + b * margin + c * length_diff (statsmodels Logit), AlpacaEval's
     length-controlled idea: b is what the judge's margin says about the people's choice beyond length.
@@ -368,6 +377,7 @@ def agreement_row(v: Verdicts, choices: Mapping[Key, str], texts: Mapping[str, s
         "auroc_note": auroc_note,
         "margin": v.margin_kind if v.margins else None,
         "position_bias": _position_bias(judged),
+        "order_consistency": _order_consistency(judged),
         **length_controlled(v, choices, texts),
     }
 

@@ -128,11 +128,17 @@ def verdicts(name: str, prefs: Sequence[Preference], ratings: Sequence[Rating], 
 
 def table(hs: HumanSet, judged: Sequence[Verdicts], rated: dict[str, list[Rating]], n_boot: int = 2000,
           seed: int = 0) -> dict[str, Any]:
-    """Pairwise rows (the judges, then longer-wins, shorter-wins, random) and rating rows (Spearman per aspect)."""
+    """Pairwise rows (the judges, then longer-wins, shorter-wins, random) and rating rows (Spearman per aspect,
+    the judges, then the story's length in words as the trivial rater)."""
     rows = (agreement.pairwise_agreement_table(judged, hs.labels, hs.stories, label=hs.label, seed=seed,
                                                n_boot=n_boot) if hs.pairwise else [])
-    rating_rows = [row for name, rs in rated.items() if rs and any(h.rating is not None for h in hs.labels)
-                   for row in agreement.rating_agreement(name, rating_values(rs), hs.labels, n_boot=n_boot, seed=seed)]
+    rating_rows = []
+    if any(h.rating is not None for h in hs.labels):
+        raters = {name: rating_values(rs) for name, rs in rated.items() if rs}
+        if raters:
+            raters[agreement.LENGTH_RATER] = {s.id: float(agreement.words(s.text)) for s in hs.stories}
+        rating_rows = [row for name, values in raters.items()
+                       for row in agreement.rating_agreement(name, values, hs.labels, n_boot=n_boot, seed=seed)]
     return {"set": hs.name, "label": hs.label, "n_labels": len(hs.labels), "pairwise": rows, "ratings": rating_rows}
 
 

@@ -105,10 +105,12 @@ def test_auroc_of_margin_and_position_bias_by_hand(tiny):
     keys = [_key(k) for k in ("k1", "k2", "k4", "k6")]  # people: A, A, B, B
     margins = dict(zip(keys, [0.3, -0.1, -0.2, 0.1]))  # A-pairs beat B-pairs in 3 of 4 comparisons
     v = ag.Verdicts(judge="llm", decisions={k: ("A" if m > 0 else "B") for k, m in margins.items()},
-                    margins=margins, p_first={keys[0]: (0.8, 0.6), keys[1]: (0.9, 0.7)}, margin_kind="m")
+                    margins=margins, p_first={keys[0]: (0.8, 0.6), keys[1]: (0.9, 0.4)}, margin_kind="m")
     (row,) = ag.pairwise_agreement_table([v], labels, texts, trivial=False, n_boot=200)
     assert row["auroc"].estimate == pytest.approx(0.75) and row["auroc"].n == 4
-    assert row["position_bias"].estimate == pytest.approx(0.75) and row["position_bias"].n == 2
+    assert row["position_bias"].estimate == pytest.approx(0.675) and row["position_bias"].n == 2
+    # k1 names the first text in both orders (inconsistent), k2 names A in both orders
+    assert (row["order_consistency"].extra["k"], row["order_consistency"].n) == (1, 2)
     assert (row["n"], row["n_unjudged"]) == (4, 2)
 
 

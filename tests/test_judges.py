@@ -125,6 +125,13 @@ def test_bad_preset_names_file_and_field(tmp_path):
     assert presets.load("embedded")["backend"] == "hf"
 
 
+def test_every_shipped_preset_loads_with_its_templates():
+    shipped = sorted(presets.PRESET_DIR.glob("*.yaml"))
+    assert len(shipped) >= 8
+    loaded = {p.stem: presets.load(p.stem) for p in shipped}
+    assert loaded["embedded-quality"]["template_rate"] == "rate-quality"
+
+
 @pytest.mark.real
 def test_embedded_rating_pairwise_and_resume(embedded, tmp_path):
     model, tok = embedded

@@ -10,7 +10,7 @@ import pytest
 
 from creative_eval import agreement, humans, selection, suite
 from creative_eval.judges import base
-from creative_eval.records import HumanLabel, Preference, Story, write_jsonl
+from creative_eval.records import HumanLabel, Preference, Rating, Story, write_jsonl
 
 
 def test_template_split_halves_never_overlap_and_cover_every_pair():
@@ -35,7 +35,10 @@ def test_choice_is_reported_only_on_the_other_half():
     assert [f["choose_accuracy"] for f in result["folds"]] == [{"X": 1.0, "Y": 0.0}, {"X": 0.0, "Y": 1.0}]
     assert [f["held_out"]["accuracy"].estimate for f in result["folds"]] == [0.0, 0.0]
     assert [f["held_out"]["n"] for f in result["folds"]] == [5, 5]
-    assert result["pooled_held_out"].estimate == 0.0 and result["pooled_held_out"].n == 10
+    pooled = result["pooled_held_out"]
+    assert pooled["accuracy"].estimate == 0.0 and pooled["n"] == 10 and pooled["judge"] == "X / Y"
+    # the pooled verdicts are X's on half 2 and Y's on half 1: wrong everywhere, as each fold reported
+    assert pooled["agree_when_longer_chosen"].n == 0 and pooled["n_unjudged"] == 0
 
 
 class LengthJudge(base.Judge):
@@ -167,3 +170,23 @@ def test_agreement_task_builds_four_requests_per_pair_in_both_orders(monkeypatch
     assert [r.idx for r in reqs] == [0, 1, 2, 3] and [r.arguments[1] for r in reqs] == [" 1", " 2", " 1", " 2"]
     ab, ba = reqs[0].arguments[0], reqs[2].arguments[0]
     assert ab.index(docs[0]["a"]) < ab.index(docs[0]["b"]) and ba.index(docs[0]["b"]) < ba.index(docs[0]["a"])
+
+
+def test_pooled_held_out_margins_are_put_on_one_scale():
+    """A rating-difference template and a probability template chosen in different folds pool in SD units."""
+    keys = [(f"s{i}:a", f"s{i}:b") for i in range(4)]
+    v = agreement.Verdicts(judge="X", decisions={k: "A" for k in keys},
+                           margins=dict(zip(keys, [200.0, -200.0, 7.0, 9.0])))
+    part = selection._restricted(v, keys[:2])
+    assert part.margins == {keys[0]: 1.0, keys[1]: -1.0} and set(part.decisions) == set(keys[:2])
+
+
+def test_rating_rows_put_story_length_beside_the_judges():
+    """People rate longer stories higher here: the length rater correlates 1, a judge rating the reverse -1."""
+    stories = [Story(prompt_id=f"s{n}", condition="human", prompt="x", text=" ".join(["w"] * n)) for n in range(1, 6)]
+    labels = [HumanLabel(item_id=f"s{n}#Surprise", story_a=s.id, rating=float(n), rater="r1")
+              for n, s in enumerate(stories, 1)]
+    hs = suite.HumanSet(name="hand", stories=stories, labels=labels, label="test")
+    reverse = [Rating(judge="j", story_id=s.id, expected=float(9 - n)) for n, s in enumerate(stories, 1)]
+    rows = {r["judge"]: r["spearman"].estimate for r in suite.table(hs, [], {"j": reverse}, n_boot=50)["ratings"]}
+    assert rows == {"j": pytest.approx(-1.0), agreement.LENGTH_RATER: pytest.approx(1.0)}

@@ -177,12 +177,12 @@ def people_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """One line per judge of `agreement.pairwise_agreement_table` (plain dicts)."""
     return [[r["judge"], str(r["n"]), str(r["ties"]), str(r["invalid"]), fmt_estimate(r["accuracy"]),
              fmt_estimate(r["accuracy_excl_ties"]), fmt_estimate(r.get("auroc")), fmt_estimate(r.get("position_bias")),
-             _n_ci(r["agree_when_longer_chosen"]), _n_ci(r["agree_when_shorter_chosen"]), _coef(r["length_logit"])]
+             fmt_estimate(r.get("order_consistency")), _n_ci(r["agree_when_longer_chosen"]), _n_ci(r["agree_when_shorter_chosen"]), _coef(r["length_logit"])]
             for r in rows]
 
 
 PEOPLE_HEADER = ["judge", "n pairs", "ties", "invalid", "accuracy [95% CI]", "excl. ties", "AUROC of margin",
-                 "position bias P(first)", "agree when people chose the longer", "... the shorter",
+                 "position bias P(first)", "order consistency", "agree when people chose the longer", "... the shorter",
                  "length-controlled coef. of margin [95% CI]"]
 
 
@@ -205,8 +205,7 @@ def template_tables(result: dict[str, Any]) -> list[Table]:
     on the half it could be chosen on (never a validation number)."""
     held = [[str(i + 1), f["chosen"], str(f["n_choose"]), *people_rows([f["held_out"]])[0][1:]]
             for i, f in enumerate(result["folds"])]
-    pooled = result["pooled_held_out"]
-    held.append(["both", "(chosen per fold)", "–", str(pooled["n"]), "–", "–", fmt_estimate(pooled), *["–"] * 6])
+    held.append(["both", "(chosen per fold)", "–", *people_rows([result["pooled_held_out"]])[0][1:]])
     names = list(result["folds"][0]["choose_accuracy"])
     cands = [[n, *(f"{f['choose_accuracy'][n]:.2f}" for f in result["folds"])] for n in names]
     return [(f"Chosen template, reported on the held-out half only: {result['label']} (seed {result['seed']})",
