@@ -13,7 +13,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from creative_eval import agreement as ag
 from creative_eval import humans
-from creative_eval.records import HumanLabel, Preference, Story
+from creative_eval.records import HumanLabel, Preference
 
 WQ = humans.WQ_DIR
 needs_wq = pytest.mark.skipif(not (WQ / humans.WQ_FILE).is_file(), reason="WQ data (../shared/data/wq) not present")
