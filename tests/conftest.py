@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
 import torch
 from tokenizers import Tokenizer, models as tok_models, pre_tokenizers, trainers, decoders
@@ -53,3 +59,16 @@ def embedded():
     from creative_eval import models
 
     return models.load(models.EMBEDDED)
+
+
+def kill_after_lines(proc: subprocess.Popen, out: Path, lines: int, timeout_s: float = 120) -> bytes:
+    """SIGKILL a writer subprocess once `out` holds `lines` lines, and return what the file holds then: the
+    state a crash leaves behind for a resume to start from."""
+    deadline = time.monotonic() + timeout_s
+    while not (out.is_file() and out.read_bytes().count(b"\n") >= lines):
+        assert proc.poll() is None, f"writer exited early: {proc.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline, f"writer wrote nothing within {timeout_s:g} s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return out.read_bytes()

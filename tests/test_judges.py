@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ from creative_eval import judges
 from creative_eval.judges import base, presets, store
 from creative_eval.judges.hf import HFJudge
 from creative_eval.records import Story, mend_tail
+from conftest import kill_after_lines
 
 
 def stories(n: int = 4) -> list[Story]:
@@ -170,14 +168,7 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tiny, tmp_path):
     out = tmp_path / "ratings.jsonl"
     code = WRITER.format(tests=str(Path(__file__).parent), out=str(out))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not (out.is_file() and out.read_bytes().count(b"\n") >= 3):
-        assert proc.poll() is None, f"writer exited early: {proc.stderr.read().decode()[-2000:]}"
-        assert time.monotonic() < deadline, "writer wrote nothing within 120 s"
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed = out.read_bytes()
+    killed = kill_after_lines(proc, out, 3)
     n_done = killed.count(b"\n")
     assert 3 <= n_done < 12 and killed.endswith(b"\n")
     with out.open("ab") as f:  # what a kill in the middle of a write leaves behind

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from creative_eval import cli, direction, generate, judges, report
 from creative_eval.judges import store
 from creative_eval.judges.openai_backend import JudgeBackendError, OpenAIJudge
 from creative_eval.records import Pair, Story, read_records
+from conftest import kill_after_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -200,14 +200,7 @@ def _writer(out: Path, sleep: float) -> subprocess.Popen:
 def test_generate_killed_then_rerun_makes_every_story_once_and_keeps_the_finished_ones(tiny, tmp_path):
     out = tmp_path / "stories.jsonl"
     proc = _writer(out, sleep=0.4)
-    deadline = time.monotonic() + 120
-    while not (out.is_file() and out.read_bytes().count(b"\n") >= 4):
-        assert proc.poll() is None, f"writer exited early: {proc.stderr.read().decode()[-2000:]}"
-        assert time.monotonic() < deadline, "writer wrote nothing within 120 s"
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed = out.read_bytes()
+    killed = kill_after_lines(proc, out, 4)
     finished = killed[: killed.rfind(b"\n") + 1]  # whole lines: what the killed run had made
     assert 4 <= finished.count(b"\n") < 18
     again = _writer(out, 0.0)
