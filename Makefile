@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) -m creative_eval.cli demo
+	$(PY) -m creative_eval demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

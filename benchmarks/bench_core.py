@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from creative_eval import activations, direction, generate, models, pairs, probe, steering
+from creative_eval import activations, direction, models, pairs, probe, steering
+from creative_eval.steering import generate
 
 THREADS = 1  # one intra-op thread: on a shared machine, threads beyond the free cores turn timings into scheduler noise
 ROUNDS = 3

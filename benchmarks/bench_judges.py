@@ -1,6 +1,6 @@
 """Judge speed ratios on the embedded model, each pair of timings taken side by side in one run:
 logprob judging vs generate-then-parse judging on the same stories (goal >= 5), and the throughput of an
-OpenAI-compatible llama.cpp server (started as `creative_eval.judges.local_server` does) at concurrency 4 vs 1.
+OpenAI-compatible llama.cpp server (started as `creative_eval.backends.llamacpp.server` does) at concurrency 4 vs 1.
 
 llama-cpp-python's server answers one request at a time (it has no parallel slots or continuous batching),
 so concurrency can only overlap HTTP, tokenisation and queueing with compute; expect a ratio near 1 there,
@@ -15,8 +15,8 @@ from typing import Callable
 import torch
 
 from creative_eval import models
+from creative_eval.backends.llamacpp.server import LocalServer, LocalServerError
 from creative_eval.judges.hf import HFJudge
-from creative_eval.judges.local_server import LocalServer, LocalServerError
 from creative_eval.judges.openai_backend import OpenAIJudge
 from creative_eval.records import Story
 

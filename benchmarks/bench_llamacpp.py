@@ -11,7 +11,9 @@ from typing import Callable
 
 import torch
 
-from creative_eval import direction, generate, llamacpp, models, pairs, steering
+from creative_eval import direction, models, pairs, steering
+from creative_eval.backends import llamacpp
+from creative_eval.steering import generate
 
 THREADS = 1  # one thread on each side: on a shared machine, threads beyond the free cores turn timings into noise
 ROUNDS = 3
@@ -45,7 +47,7 @@ def run() -> dict[str, float]:
         d, _ = direction.auto(model, tokenizer, models.EMBEDDED)
         prompts = [p.uncreative for p in pairs.load_pairs(pairs.SHIPPED, "test")[:PROMPTS]]
         hf_steer = [steering.Steer.from_direction(d, steering.DEFAULT_ALPHA, "relative")]
-        cpp_steer = llamacpp.steer_for(d, steering.DEFAULT_ALPHA, "relative")
+        cpp_steer = llamacpp.steer_for(d, steering.Steering())
         engine = llamacpp.Engine(models.embedded_gguf(), n_seq=max(BATCHES), n_ctx_seq=512, n_threads=THREADS)
         ratios: dict[str, float] = {}
         for batch in BATCHES:

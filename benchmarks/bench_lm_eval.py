@@ -9,8 +9,10 @@ from pathlib import Path
 from lm_eval.api.instance import Instance
 from lm_eval.models.hf_steered import SteeredModel
 
-from creative_eval import direction, export, models
+from creative_eval import direction, models
+from creative_eval.harness import export
 from creative_eval.harness import model as steered_model
+from creative_eval.steering import Steering
 
 PROMPTS = ["Write a story about a lighthouse.", "Describe a quiet kitchen.", "A letter from a dragon.",
            "The minutes of a council meeting."]
@@ -30,7 +32,7 @@ def run() -> dict[str, float]:
     model, tokenizer = models.load(models.EMBEDDED)
     d, path = direction.auto(model, tokenizer, models.EMBEDDED)
     with tempfile.TemporaryDirectory() as tmp:
-        pt = export.lm_eval_steered(d, model, 0.5, "relative", Path(tmp) / "d.pt")
+        pt = export.lm_eval_steered(d, model, Steering(0.5, "relative"), Path(tmp) / "d.pt")
         ours = steered_model.SteeredHF(direction=str(path), alpha=0.5, device="cpu", batch_size=4)
         builtin = SteeredModel(pretrained=models.resolve(models.EMBEDDED), steer_path=str(pt), device="cpu", batch_size=4)
     _work(ours), _work(builtin)  # warm-up

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from . import models
+from creative_eval import models
 
 POOLINGS = ("mean", "last")
 

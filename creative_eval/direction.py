@@ -18,9 +18,9 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from . import __version__, activations, models
-from . import pairs as pairs_mod
-from .records import Pair
+from creative_eval import __version__, activations, models
+from creative_eval import pairs as pairs_mod
+from creative_eval.records import Pair
 
 
 class DirectionMismatchError(ValueError):

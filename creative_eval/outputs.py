@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 from filelock import FileLock, Timeout
 
-from .records import file_kind
+from creative_eval.records import file_kind
 
 
 class OutputError(ValueError):

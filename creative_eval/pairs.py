@@ -15,7 +15,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from .records import Pair
+from creative_eval.records import FirstLines, Pair, read_text
 
 SHIPPED = "pairs"
 ROBUSTNESS = "robustness"
@@ -45,12 +45,7 @@ def file_hash(source: str | Path) -> str:
 
 def _rows(path: Path) -> list[tuple[int, dict]]:
     """(line number, raw row) for every record; a UTF-8 byte-order mark (as spreadsheets write) is accepted."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise PairsError(f"{path}:{line}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+    text = read_text(path, PairsError)
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(text, newline=""))
         rows = []
@@ -96,13 +91,10 @@ def _pair(path: Path, line: int, row: object) -> Pair:
 def load_pairs(source: str | Path = SHIPPED, split: str | None = None) -> list[Pair]:
     """Load and validate a pairs file; `split` keeps one split. Every split must hold at least 2 pairs."""
     path = path_of(source)
-    pairs, seen = [], {}
+    pairs, seen = [], FirstLines(path, "pair", "give every pair its own id", PairsError)
     for line, row in _rows(path):
         pair = _pair(path, line, row)
-        if pair.id in seen:
-            raise PairsError(f"{path}:{line}: duplicate id {pair.id!r} (first on line {seen[pair.id]}); "
-                             "give every pair its own id")
-        seen[pair.id] = line
+        seen.add(pair.id, line)
         pairs.append(pair)
     if not pairs:
         raise PairsError(f"{path}: no pairs; add lines with {', '.join(REQUIRED)}")

@@ -166,18 +166,24 @@ def append_jsonl(path: str | Path, record: Any) -> None:
         os.fsync(f.fileno())
 
 
+def read_text(path: Path, error: type[Exception] = ValueError) -> str:
+    """A user file's text: UTF-8, with or without the byte-order mark many editors and spreadsheet exports write;
+    any other encoding is refused, naming the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object); a torn last line (a killed writer) is skipped, other bad lines raise,
     naming the file and line."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path}: is a folder; pass a JSONL file")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+    text = read_text(path)
     lines = text.splitlines()
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -241,11 +247,26 @@ def file_kind(path: str | Path) -> str | None:
     return kind
 
 
+class FirstLines(dict):
+    """id -> the line of a file it first appeared on; `add` refuses an id a second time, naming both lines (one
+    record per id, in every file the project reads)."""
+
+    def __init__(self, path: str | Path, what: str, fix: str, error: type[Exception] = ValueError):
+        super().__init__()
+        self.path, self.what, self.fix, self.error = path, what, fix, error
+
+    def add(self, ident: str, line: int) -> None:
+        if ident in self:
+            raise self.error(f"{self.path}:{line}: duplicate id {ident!r}: {self.what} {ident} again (first on line "
+                             f"{self[ident]}); {self.fix}")
+        self[ident] = line
+
+
 def read_stories(path: str | Path) -> list[Story]:
     """Stories to judge or score, each checked: text fields non-empty strings, one story per id; an empty file
     is refused (there is nothing to do, and silence would look like success)."""
     out: list[Story] = []
-    seen: dict[str, int] = {}
+    seen = FirstLines(path, "story", "keep one story per prompt_id and condition")
     for i, obj in iter_jsonl(path):
         for name in ("prompt_id", "condition", "prompt", "text"):
             value = obj.get(name)
@@ -260,10 +281,7 @@ def read_stories(path: str | Path) -> list[Story]:
             raise ValueError(f"{path}:{i}: condition {obj['condition']!r} holds a colon; rename it (story ids are "
                              "<prompt_id>:<condition>)")
         story = from_dict(Story, obj)
-        if story.id in seen:
-            raise ValueError(f"{path}:{i}: story {story.id} again (first on line {seen[story.id]}); keep one story "
-                             "per prompt_id and condition")
-        seen[story.id] = i
+        seen.add(story.id, i)
         out.append(story)
     if not out:
         raise ValueError(f"{path}: no stories; pass a stories JSONL file from `creative-eval generate`")

@@ -1,5 +1,6 @@
-"""Uncertainty for judge evaluations: thin wrappers over statsmodels, scipy,
-scikit-learn and krippendorff.
+"""Uncertainty for judge evaluations: intervals for means, proportions, AUROC and correlations (thin wrappers
+over statsmodels, scipy and scikit-learn), and the one conversion of results to strict JSON (`plain`); agreement
+between raters is `rater_stats`.
 
 Every result carries its interval, its n and the unit that was resampled, so a
 report cannot silently present item-level precision for data whose independent
@@ -9,17 +10,15 @@ unit is the prompt or the pair. Bootstrap resamples whose statistic is undefined
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import krippendorff
 import numpy as np
 from scipy import stats as sps
-from sklearn.metrics import cohen_kappa_score, roc_auc_score
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.multitest import multipletests
+from sklearn.metrics import roc_auc_score
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.stats.weightstats import DescrStatsW
 
@@ -257,150 +256,6 @@ def auroc_ci(
     )
 
 
-def _decisions(x: ArrayLike, name: str) -> np.ndarray:
-    """Pairwise decisions -> codes 0 (A), 1 (B), -1 (tie). None/NaN/'tie' are ties."""
-    arr = _vector(x, name, dtype=object)
-    codes = np.empty(arr.size, dtype=int)
-    lookup = {"A": 0, "B": 1, "TIE": _TIE}
-    for i, v in enumerate(arr):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            codes[i] = _TIE
-        elif isinstance(v, str) and v.strip().upper() in lookup:
-            codes[i] = lookup[v.strip().upper()]
-        elif isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and v in (0, 1):
-            codes[i] = int(v)
-        else:
-            raise ValueError(f"{name}[{i}]={v!r} is not a decision; use 'A', 'B', 'tie' (or 0, 1, None)")
-    return codes
-
-
-def _rate(
-    hits: np.ndarray, clusters: np.ndarray | None, *, confidence: float, n_boot: int, seed: int,
-    unit: str | None, extra: dict,
-) -> Estimate:
-    if clusters is None:
-        est = proportion_ci(int(hits.sum()), hits.size, confidence=confidence, unit=unit or "item")
-    else:
-        est = cluster_bootstrap(
-            hits.astype(float), clusters, np.mean, confidence=confidence, n_boot=n_boot, seed=seed,
-            unit=unit or "cluster",
-        )
-    return replace(est, extra={**est.extra, **extra, "k": int(hits.sum()), "n_items": int(hits.size)})
-
-
-def pairwise_agreement(
-    judge: ArrayLike,
-    human: ArrayLike,
-    *,
-    confidence: float = 0.95,
-    clusters: ArrayLike | None = None,
-    n_boot: int = 2000,
-    seed: int = 0,
-    unit: str | None = None,
-) -> dict[str, Estimate]:
-    """Judge-vs-human agreement on pairwise decisions ('A', 'B', 'tie' or 0, 1, None).
-
-    accuracy_incl_ties: all items; a tie is correct only if both tie.
-    accuracy_excl_ties: only items where neither judge nor human tied.
-    tie_rate: share of items the judge called a tie.
-    Resampling unit: the item (Wilson) or, with clusters, the cluster (bootstrap).
-    """
-    _check_settings(confidence, n_boot)
-    j, h = _decisions(judge, "judge"), _decisions(human, "human")
-    _same_length(judge=j, human=h)
-    groups = None if clusters is None else _vector(clusters, "clusters", dtype=None)
-    if groups is not None:
-        _same_length(clusters=groups, judge=j)
-    judge_tie, human_tie = j == _TIE, h == _TIE
-    decided = ~judge_tie & ~human_tie
-    counts = {
-        "judge_ties": int(judge_tie.sum()),
-        "human_ties": int(human_tie.sum()),
-        "both_tie": int((judge_tie & human_tie).sum()),
-    }
-    parts = {
-        "accuracy_incl_ties": (j == h, np.ones(j.size, dtype=bool)),
-        "accuracy_excl_ties": (j == h, decided),
-        "tie_rate": (judge_tie, np.ones(j.size, dtype=bool)),
-    }
-    return {
-        name: _rate(
-            hits[mask], None if groups is None else groups[mask], confidence=confidence,
-            n_boot=n_boot, seed=seed, unit=unit, extra=counts,
-        )
-        for name, (hits, mask) in parts.items()
-    }
-
-
-def cohen_kappa(
-    a: ArrayLike,
-    b: ArrayLike,
-    *,
-    weights: Literal["linear", "quadratic"] | None = None,
-    confidence: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> Estimate:
-    """Cohen's kappa (sklearn) with a percentile bootstrap interval.
-
-    Resampling unit: the item rated by both raters. The label set is fixed from the
-    full data so weighted-kappa distances do not change between resamples.
-    """
-    _check_settings(confidence, n_boot)
-    if weights not in (None, "linear", "quadratic"):
-        raise ValueError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
-    x, y = _vector(a, "a", dtype=None), _vector(b, "b", dtype=None)
-    n = _same_length(a=x, b=y)
-    labels = _codes(np.concatenate([x, y]), "a and b")[0]
-
-    def stat(idx: np.ndarray) -> float:
-        return cohen_kappa_score(x[idx], y[idx], labels=labels, weights=weights)
-
-    return _percentile_estimate(
-        stat(np.arange(n)), _bootstrap(stat, np.arange(n), n_boot, seed), confidence=confidence,
-        n=n, unit="item", method="bootstrap", extra={"weights": weights},
-    )
-
-
-def krippendorff_alpha(
-    reliability_data: ArrayLike,
-    *,
-    level: Literal["nominal", "ordinal", "interval", "ratio"] = "nominal",
-    confidence: float = 0.95,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> Estimate:
-    """Krippendorff's alpha (krippendorff package) with a percentile bootstrap interval.
-
-    reliability_data is raters x items with NaN for missing ratings. Resampling unit:
-    the item (column). The value domain is fixed from the full data so ordinal
-    distances do not change between resamples.
-    """
-    _check_settings(confidence, n_boot)
-    if level not in ("nominal", "ordinal", "interval", "ratio"):
-        raise ValueError(f"level must be 'nominal', 'ordinal', 'interval' or 'ratio', got {level!r}")
-    data = np.asarray(reliability_data, dtype=float)
-    if data.ndim != 2 or data.shape[0] < 2:
-        raise ValueError(
-            f"reliability_data must be 2-D raters x items with >= 2 raters, got shape {data.shape}; "
-            "transpose if rows are items"
-        )
-    domain = np.unique(data[~np.isnan(data)])
-
-    def stat(idx: np.ndarray) -> float:
-        try:
-            return krippendorff.alpha(data[:, idx], value_domain=domain, level_of_measurement=level)
-        except ValueError:  # a resample with a single value or no pairable item
-            return np.nan
-
-    pairable = int((np.sum(~np.isnan(data), axis=0) >= 2).sum())
-    return _percentile_estimate(
-        krippendorff.alpha(data, value_domain=domain, level_of_measurement=level),
-        _bootstrap(stat, np.arange(data.shape[1]), n_boot, seed), confidence=confidence,
-        n=data.shape[1], unit="item", method="bootstrap", extra={"n_pairable": pairable, "level": level},
-    )
-
-
 def correlation_ci(
     x: ArrayLike,
     y: ArrayLike,
@@ -441,49 +296,17 @@ def correlation_ci(
 # ---------------------------------------------------------------- comparing judges
 
 
-def mcnemar_exact(correct_a: ArrayLike, correct_b: ArrayLike) -> dict:
-    """Exact McNemar test (statsmodels) on paired correctness of two judges.
-
-    Unit: the item; only discordant items (b: A right/B wrong, c: A wrong/B right) matter.
-    """
-    a, b = _binary(correct_a, "correct_a"), _binary(correct_b, "correct_b")
-    n = _same_length(correct_a=a, correct_b=b)
-    table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
-    res = mcnemar(table, exact=True)
-    return {"statistic": float(res.statistic), "p_value": float(res.pvalue), "b": table[0][1], "c": table[1][0], "n": n}
-
-
-def paired_accuracy_diff(
-    correct_a: ArrayLike,
-    correct_b: ArrayLike,
-    *,
-    clusters: ArrayLike | None = None,
-    confidence: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
-    unit: str | None = None,
-) -> Estimate:
-    """acc_a - acc_b with a paired percentile bootstrap.
-
-    Both judges are resampled on the same items, so their correlation is kept.
-    Resampling unit: the cluster when given, else the item.
-    """
-    a, b = _binary(correct_a, "correct_a"), _binary(correct_b, "correct_b")
-    n = _same_length(correct_a=a, correct_b=b)
-    diff = a.astype(float) - b.astype(float)
-    est = cluster_bootstrap(
-        diff, np.arange(n) if clusters is None else clusters, np.mean, confidence=confidence,
-        n_boot=n_boot, seed=seed, unit=unit or ("cluster" if clusters is not None else "item"),
-    )
-    method = "paired-bootstrap" if clusters is None else "cluster-bootstrap"
-    return replace(est, method=method, extra={**est.extra, "acc_a": float(a.mean()), "acc_b": float(b.mean())})
-
-
-def holm(p_values: ArrayLike) -> list[float]:
-    """Holm-adjusted p-values (statsmodels multipletests), in input order."""
-    p = _vector(p_values, "p_values")
-    if p.size == 0:
-        return []
-    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
-        raise ValueError("p_values must all lie in [0, 1] with no NaN")
-    return multipletests(p, method="holm")[1].tolist()
+def plain(obj: Any) -> Any:
+    """Estimates, numpy numbers and NaN -> dicts, Python numbers and None: the one way a result becomes strict
+    JSON (summary.json, agreement.json, frontier.json, templates.json, lm-eval results)."""
+    if isinstance(obj, Estimate):
+        return plain(obj.to_dict())
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

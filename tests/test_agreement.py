@@ -11,8 +11,9 @@ import pytest
 from scipy.stats import spearmanr
 from statsmodels.stats.proportion import proportion_confint
 
-from creative_eval import agreement as ag
-from creative_eval import humans
+from creative_eval import rater_stats
+from creative_eval.people import agreement as ag
+from creative_eval.people import humans
 from creative_eval.records import HumanLabel, Preference
 
 WQ = humans.WQ_DIR
@@ -160,7 +161,7 @@ def test_logit_recovers_a_planted_effect_beyond_length():
     rng, length = _synthetic()
     margin = 0.5 * length + rng.normal(0, 1, length.size)  # correlated with length, but informative on its own
     y = rng.random(length.size) < 1 / (1 + np.exp(-(0.2 + 1.5 * margin - 2.0 * length)))
-    fit = ag.length_logit(y.astype(int), margin, length)
+    fit = rater_stats.length_logit(y.astype(int), margin, length)
     assert fit["reason"] is None and fit["ci_low"] < 1.5 < fit["ci_high"]
     assert fit["coef"] == pytest.approx(1.5, abs=0.2) and fit["p_value"] < 1e-10
     assert fit["length_coef"] == pytest.approx(-2.0, abs=0.4)
@@ -169,21 +170,21 @@ def test_logit_recovers_a_planted_effect_beyond_length():
 def test_logit_gives_zero_to_noise_and_to_a_noisy_length_rule():
     rng, length = _synthetic(seed=1)
     y = (rng.random(length.size) < 1 / (1 + np.exp(3.0 * length))).astype(int)  # people prefer shorter texts
-    noise = ag.length_logit(y, rng.normal(0, 1, length.size), length)
+    noise = rater_stats.length_logit(y, rng.normal(0, 1, length.size), length)
     assert noise["ci_low"] < 0 < noise["ci_high"] and abs(noise["coef"]) < 0.1
     # a margin that is only length plus noise agrees with the people, yet says nothing beyond length
-    rule = ag.length_logit(y, -length + rng.normal(0, 0.1, length.size), length)
+    rule = rater_stats.length_logit(y, -length + rng.normal(0, 0.1, length.size), length)
     assert rule["ci_low"] < 0 < rule["ci_high"] and rule["length_coef"] < -1.5
 
 
 def test_logit_reports_why_it_cannot_fit():
     rng, length = _synthetic(n=200)
     y = (rng.random(200) < 0.5).astype(int)
-    assert "constant" in ag.length_logit(y, np.ones(200), length)["reason"]
-    assert "collinear" in ag.length_logit(y, 2 * length, length)["reason"]
-    separated = ag.length_logit(y, y - 0.5 + rng.normal(0, 0.01, 200), length)
+    assert "constant" in rater_stats.length_logit(y, np.ones(200), length)["reason"]
+    assert "collinear" in rater_stats.length_logit(y, 2 * length, length)["reason"]
+    separated = rater_stats.length_logit(y, y - 0.5 + rng.normal(0, 0.01, 200), length)
     assert separated["coef"] is None and "separation" in separated["reason"]
-    assert "one side only" in ag.length_logit(np.ones(200), rng.normal(0, 1, 200), length)["reason"]
+    assert "one side only" in rater_stats.length_logit(np.ones(200), rng.normal(0, 1, 200), length)["reason"]
 
 
 # ---------------------------------------------------------------- ratings

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from creative_eval import annotate, cli, humans
-from creative_eval.humans import load_labels
+from creative_eval.people import annotate, humans
+from creative_eval import cli
+from creative_eval.people.humans import load_labels
 from creative_eval.records import HumanLabel, Story, write_jsonl
 
 SETTINGS = {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "alpha": 0.5, "direction_file": "dir-l8.safetensors"}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from creative_eval import annotate
-from creative_eval.humans import load_labels
+from creative_eval.people import annotate
+from creative_eval.people.humans import load_labels
 
 from test_annotate import make_stories
 

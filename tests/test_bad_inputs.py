@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from creative_eval import cli, models
+from creative_eval import cli
+from creative_eval import models
 
 META = {"layer": "2", "config_fingerprint": "f", "raw_norm": "1", "resid_norm": "1", "hidden_size": "4",
         "num_layers": "4", "model_id": "tiny"}

@@ -8,8 +8,10 @@ import json
 import pytest
 import torch
 
-from creative_eval import (cli, coherence, direction, frontier, frontier_stats, gating, generate, judges, report,
-                           steering)
+from creative_eval import cli, rater_stats
+from creative_eval.evals import coherence, frontier, frontier_stats
+from creative_eval import direction, judges, report, steering
+from creative_eval.steering import gating, generate
 
 from test_pipeline import PAIRS
 
@@ -95,11 +97,11 @@ def test_recommendation_follows_its_rule_on_a_hand_made_table():
 
 def test_length_control_separates_a_length_preference_from_a_real_one():
     ratio = [-0.4, -0.2, 0.0, 0.2, 0.4, 0.1, -0.1]
-    only_length = frontier_stats.length_controlled([0.5 * r for r in ratio], ratio, offset=0.5)
+    only_length = rater_stats.length_ols([0.5 * r for r in ratio], ratio, offset=0.5)
     assert only_length["estimate"] == pytest.approx(0.5) and only_length["length_slope"] == pytest.approx(0.5)
-    real = frontier_stats.length_controlled([0.2 + 0.5 * r for r in ratio], ratio, offset=0.5)
+    real = rater_stats.length_ols([0.2 + 0.5 * r for r in ratio], ratio, offset=0.5)
     assert real["estimate"] == pytest.approx(0.7)
-    assert frontier_stats.length_controlled([0.1] * 3, [0.0] * 3)["reason"].startswith("too few")
+    assert rater_stats.length_ols([0.1] * 3, [0.0] * 3)["reason"].startswith("too few")
 
 
 def test_repetition_measures():
@@ -116,6 +118,7 @@ def test_frontier_runs_end_to_end_and_resumes(tiny, dirs, tmp_path, monkeypatch)
                                       "real-8-gate-2w16"]
     kwargs = dict(layer=2, judge=judges.load_judge("self", model, tokenizer), out=tmp_path, sampling=SAMPLING)
     result = frontier.run(model, tokenizer, PAIRS, dirs, dirs[3], arms, **kwargs)
+    report.write_frontier(result, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "table.jsonl").read_text().splitlines()]
     assert len(rows) == len(arms) * len(PAIRS)
     assert {a["arm"] for a in result["arms"]} == {a.name for a in arms[1:]}
@@ -157,6 +160,6 @@ def test_steer_sweep_rejects_bad_options(argv, message, capsys):
 def test_extra_layers_need_the_auto_direction_before_any_model_loads(tiny, tmp_path, capsys, monkeypatch):
     model, tokenizer = tiny
     d = direction.save(direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny"), tmp_path / "d.safetensors")
-    monkeypatch.setattr(cli.commands.models, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(cli.args.models, "load", lambda *a, **k: pytest.fail("the model was loaded"))
     assert cli.main(["steer-sweep", "--direction", str(d), "--extra-layers", "12"]) == 2
     assert "--direction auto" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from creative_eval import pairs
-from creative_eval.sweeps import lexical_baseline
+from creative_eval.evals.sweeps import lexical_baseline
 
 MIN_JACCARD = 0.5  # every hard pair meets it by construction; every vocabulary-swapped pair falls below it
 MAX_LEXICAL_AUROC = 0.65

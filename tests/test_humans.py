@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from creative_eval import humans
+from creative_eval.people import humans
 from creative_eval.records import HumanLabel
 
 HANNA = humans.HANNA_DIR

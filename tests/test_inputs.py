@@ -12,7 +12,8 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 
-from creative_eval import cli, models, pairs
+from creative_eval import cli
+from creative_eval import models, pairs
 from creative_eval.records import CONDITIONS
 
 # --- model loading -------------------------------------------------------------------------------------------------

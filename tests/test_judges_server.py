@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 
 from creative_eval.judges import base
 from creative_eval.judges.hf import HFJudge
-from creative_eval.judges.local_server import LocalServer, LocalServerError, free_port
+from creative_eval.backends.llamacpp.server import LocalServer, LocalServerError, free_port
 from creative_eval.judges.openai_backend import JudgeBackendError, OpenAIJudge
 from creative_eval.records import Story
 

@@ -14,14 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from creative_eval import activations, cli, cvec, direction, models, steering
+from creative_eval import activations, direction, models, steering
+from creative_eval.steering import Steering
+from creative_eval import cli
+from creative_eval.backends.llamacpp import cvec
 from creative_eval.direction import Direction, DirectionMismatchError
-from creative_eval.generate import Sampling
-from creative_eval.judges.local_server import LocalServer, LocalServerError
+from creative_eval.steering.generate import Sampling
+from creative_eval.backends.llamacpp.server import LocalServer, LocalServerError
 from creative_eval.records import CONDITIONS, Story, read_records
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra `server`)")
-from creative_eval import llamacpp  # noqa: E402  (needs llama_cpp for everything but its helpers)
+from creative_eval.backends import llamacpp  # noqa: E402  (needs llama_cpp for everything but its helpers)
 
 ALPHA = 0.5  # relative norm: large enough that the shift is far above the Q4-vs-fp32 noise
 PROMPTS = ["Write a short story about a lighthouse keeper.", "Describe a kitchen.",
@@ -55,7 +58,7 @@ def test_cvec_buffer_starts_at_layer_1():
 
 def test_written_vector_is_alpha_times_scale_times_direction(tmp_path):
     d = tiny_direction()
-    path = cvec.write(d, 0.3, "relative", tmp_path / "d.gguf", model_hint="llama", num_layers=4)
+    path = cvec.write(d, Steering(0.3, "relative"), tmp_path / "d.gguf", model_hint="llama", num_layers=4)
     got = cvec.read(path)
     assert list(got.directions) == [1]
     expected = 0.3 * 10.0 * d.vector.numpy()
@@ -297,7 +300,7 @@ def test_steered_server_differs_and_plain_server_is_the_unsteered_model(servers,
     prompt, n = "Once upon a time, in a quiet village,", 24
     got_plain, got_steered = _complete(plain.base_url, prompt, n), _complete(steered.base_url, prompt, n)
     direct_plain = _direct(prompt, n, None)
-    direct_steered = _direct(prompt, n, llamacpp.steer_for(auto_direction[0], ALPHA, "relative"))
+    direct_steered = _direct(prompt, n, llamacpp.steer_for(auto_direction[0], Steering(ALPHA, "relative")))
     print(f"plain: {got_plain!r}\nsteered: {got_steered!r}\ndirect: {direct_plain!r}\ndirect steered: {direct_steered!r}")
     assert got_plain != got_steered
     assert got_plain == direct_plain

@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from creative_eval import direction as direction_mod
-from creative_eval import export, models
+from creative_eval.harness import export
+from creative_eval import models
 from creative_eval.harness import autoload, model as steered_model
 from creative_eval.records import Pair
+from creative_eval.steering import Steering
 
 BIN = Path(sys.executable).parent
 HAVE_JUDGES = importlib.util.find_spec("creative_eval.judges") is not None
@@ -55,7 +57,7 @@ def steered_pair(tmp_path_factory):
 
     model, tokenizer = models.load(models.EMBEDDED)
     d, path = direction_mod.auto(model, tokenizer, models.EMBEDDED)
-    pt = export.lm_eval_steered(d, model, 0.5, "relative", tmp_path_factory.mktemp("export") / "d.pt")
+    pt = export.lm_eval_steered(d, model, Steering(0.5, "relative"), tmp_path_factory.mktemp("export") / "d.pt")
     ours = steered_model.SteeredHF(direction=str(path), alpha=0.5, norm="relative", device="cpu", batch_size=2)
     builtin = SteeredModel(pretrained=models.resolve(models.EMBEDDED), steer_path=str(pt), device="cpu", batch_size=2)
     return ours, builtin
@@ -90,8 +92,8 @@ def test_direction_for_another_model_is_refused(tiny, tmp_path):
 def test_export_refuses_other_extension(steered_pair, tmp_path):
     ours, _ = steered_pair
     with pytest.raises(ValueError, match=r"\.pt"):
-        export.lm_eval_steered(ours.direction, ours.model, 0.5, "relative", tmp_path / "d.safetensors")
-    pt = export.lm_eval_steered(ours.direction, ours.model, 2.0, "unit", tmp_path / "d.pt")
+        export.lm_eval_steered(ours.direction, ours.model, Steering(0.5, "relative"), tmp_path / "d.safetensors")
+    pt = export.lm_eval_steered(ours.direction, ours.model, Steering(2.0, "unit"), tmp_path / "d.pt")
     entry = torch.load(pt, weights_only=False)[f"layers.{ours.direction.layer - 1}"]
     assert entry["action"] == "add" and entry["steering_coefficient"] == 2.0
 

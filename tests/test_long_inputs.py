@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from creative_eval import activations, cli, direction, judges, models, report
+from creative_eval import activations, direction, judges, models, report
+from creative_eval import cli
 from creative_eval.judges import limits
 from creative_eval.probe import Probe
 from creative_eval.records import Pair, Story

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from creative_eval import agreement, humans, selection, suite
+from creative_eval.people import agreement, humans
+from creative_eval.evals import selection, suite
 from creative_eval.judges import base
 from creative_eval.records import HumanLabel, Preference, Rating, Story, write_jsonl
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from creative_eval import direction, generate
+from creative_eval import direction
+from creative_eval.steering import Steering, generate
 from creative_eval.records import CONDITIONS, Pair, Story, read_records
 
 PAIRS = [
@@ -23,7 +24,7 @@ def test_stories_resume_batch_by_batch(tiny, tmp_path, monkeypatch):
     model, tokenizer = tiny
     d = _direction(tiny)
     path = tmp_path / "stories.jsonl"
-    kwargs = dict(alpha=0.2, sampling=SAMPLING, model_id="tiny", direction_file="d.safetensors")
+    kwargs = dict(steering=Steering(0.2), sampling=SAMPLING, model_id="tiny", direction_file="d.safetensors")
     first = generate.resume(path, model, tokenizer, PAIRS, d, **kwargs)
     assert [s.condition for s in first] == [c for c in CONDITIONS for _ in PAIRS]
     assert read_records(path, Story) == first

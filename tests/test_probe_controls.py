@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from creative_eval import calibration, cli, controls, criteria, direction, generate, probe, sources, storybank, textstates
+from creative_eval.sources import calibration, storybank
+from creative_eval import cli
+from creative_eval.probe import controls, textstates
+from creative_eval.evals import criteria
+from creative_eval import direction, probe, sources
+from creative_eval.steering import generate
 from creative_eval.judges.base import PairItem
 from creative_eval.judges.probe_judge import ProbeJudge
 from creative_eval.records import HumanLabel, Pair, Story
-from creative_eval.textstates import States
+from creative_eval.probe.textstates import States
 
 HIDDEN = 64
 
@@ -250,7 +255,7 @@ def test_paired_auroc_matches_the_cluster_bootstrap():
 
 
 def test_layer_sweep_reports_the_hard_set_beside_robustness(tiny):
-    from creative_eval import sweeps
+    from creative_eval.evals import sweeps
 
     model, tokenizer = tiny
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from creative_eval import activations, cli, models, probe, steering
+from creative_eval import activations, models, probe, steering
+from creative_eval import cli
 from creative_eval import direction as direction_mod
 from creative_eval.records import Story, write_jsonl
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from creative_eval import humans as humans_mod
-from creative_eval import report, stats
+from creative_eval.people import humans as humans_mod
+from creative_eval import rater_stats, report, stats
 from creative_eval.cli import main
 from creative_eval.records import CONDITIONS, HumanLabel, Preference, Rating, Story, write_jsonl
 
@@ -137,7 +137,7 @@ def test_compare_judges_mcnemar_holm():
     (t,) = res["mcnemar"]
     assert {t["judge_a"], t["judge_b"]} == {"self", "api.v1"}
     assert t["n"] == 11  # items both judged validly
-    ref = stats.mcnemar_exact(*zip(*[(i < 10, i % 2 == 0) for i in range(11)]))
+    ref = rater_stats.mcnemar_exact(*zip(*[(i < 10, i % 2 == 0) for i in range(11)]))
     assert t["p_value"] == pytest.approx(ref["p_value"]) and t["p_holm"] >= t["p_value"]
     assert res["judges"]["api.v1"]["kappa"]["estimate"] < res["judges"]["self"]["kappa"]["estimate"]
 

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
+from creative_eval import rater_stats as R
 from creative_eval import stats as S
 
 
@@ -112,21 +113,21 @@ def test_auroc_clusters_and_skipped_resamples():
 def test_pairwise_agreement_counts_with_ties():
     judge = ["A", "B", "tie", "A", None, "B"]
     human = ["A", "A", "tie", "tie", "B", "B"]
-    res = S.pairwise_agreement(judge, human)
+    res = R.pairwise_agreement(judge, human)
     incl, excl, tie = res["accuracy_incl_ties"], res["accuracy_excl_ties"], res["tie_rate"]
     assert (incl.extra["k"], incl.n) == (3, 6)  # items 0, 2 (both tie), 5
     assert (excl.extra["k"], excl.n) == (2, 3)  # only items 0, 1, 5 are non-tie for both
     assert (tie.extra["k"], tie.n) == (2, 6)
     assert incl.extra["both_tie"] == 1 and incl.extra["human_ties"] == 2
     assert (excl.ci_low, excl.ci_high) == (S.proportion_ci(2, 3).ci_low, S.proportion_ci(2, 3).ci_high)
-    numeric = S.pairwise_agreement([0, 1, None, 0, float("nan"), 1], [0, 0, "TIE", None, 1, 1])
+    numeric = R.pairwise_agreement([0, 1, None, 0, float("nan"), 1], [0, 0, "TIE", None, 1, 1])
     assert {k: v.estimate for k, v in numeric.items()} == {k: v.estimate for k, v in res.items()}
 
 
 def test_pairwise_agreement_with_clusters():
     judge = ["A", "B", "A", "A", "tie", "B", "B", "B"]
     human = ["A", "B", "B", "A", "A", "B", "A", "B"]
-    res = S.pairwise_agreement(judge, human, clusters=[1, 1, 2, 2, 3, 3, 4, 4], unit="pair", n_boot=300)
+    res = R.pairwise_agreement(judge, human, clusters=[1, 1, 2, 2, 3, 3, 4, 4], unit="pair", n_boot=300)
     incl = res["accuracy_incl_ties"]
     assert incl.n == 4 and incl.unit == "pair" and incl.method == "cluster-bootstrap"
     assert incl.estimate == pytest.approx(5 / 8)
@@ -137,21 +138,21 @@ def test_cohen_kappa_matches_sklearn():
     rng = np.random.default_rng(11)
     a = rng.integers(0, 4, 80)
     b = np.where(rng.random(80) < 0.6, a, rng.integers(0, 4, 80))
-    plain = S.cohen_kappa(a, b, n_boot=300)
+    plain = R.cohen_kappa(a, b, n_boot=300)
     assert plain.estimate == pytest.approx(cohen_kappa_score(a, b))
     assert plain.ci_low < plain.estimate < plain.ci_high and plain.n == 80
-    quad = S.cohen_kappa(a, b, weights="quadratic", n_boot=300)
+    quad = R.cohen_kappa(a, b, weights="quadratic", n_boot=300)
     assert quad.estimate == pytest.approx(cohen_kappa_score(a, b, weights="quadratic"))
     assert quad.estimate != pytest.approx(plain.estimate)
 
 
 def test_krippendorff_alpha_agrees_with_package():
     perfect = np.array([[1, 2, 3, 1, 2, 3], [1, 2, 3, 1, 2, 3]], dtype=float)
-    assert S.krippendorff_alpha(perfect, n_boot=200).estimate == pytest.approx(1.0)
+    assert R.krippendorff_alpha(perfect, n_boot=200).estimate == pytest.approx(1.0)
     rng = np.random.default_rng(2)
     data = rng.integers(1, 6, size=(3, 40)).astype(float)
     data[0, :5] = np.nan
-    est = S.krippendorff_alpha(data, level="ordinal", n_boot=200)
+    est = R.krippendorff_alpha(data, level="ordinal", n_boot=200)
     assert est.estimate == pytest.approx(krippendorff.alpha(data, level_of_measurement="ordinal"))
     assert est.n == 40 and est.ci_low <= est.ci_high
 
@@ -174,7 +175,7 @@ def test_mcnemar_exact_known_table():
     # b=10, c=2: exact two-sided binomial p = 2 * P(X <= 2 | n=12, 0.5) = 158/4096
     a = [1] * 10 + [0] * 2 + [1] * 5 + [0] * 3
     b = [0] * 10 + [1] * 2 + [1] * 5 + [0] * 3
-    res = S.mcnemar_exact(a, b)
+    res = R.mcnemar_exact(a, b)
     assert (res["b"], res["c"], res["n"]) == (10, 2, 20)
     assert res["p_value"] == pytest.approx(0.0386, abs=1e-4)
 
@@ -183,17 +184,17 @@ def test_paired_accuracy_diff():
     rng = np.random.default_rng(9)
     a = rng.random(200) < 0.8
     b = np.where(rng.random(200) < 0.7, a, rng.random(200) < 0.6)
-    est = S.paired_accuracy_diff(a, b, n_boot=500)
+    est = R.paired_accuracy_diff(a, b, n_boot=500)
     assert est.estimate == pytest.approx(a.mean() - b.mean())
     assert est.ci_low < est.estimate < est.ci_high and est.n == 200
-    same = S.paired_accuracy_diff(a, a, n_boot=100)
+    same = R.paired_accuracy_diff(a, a, n_boot=100)
     assert (same.estimate, same.ci_low, same.ci_high) == (0.0, 0.0, 0.0)
-    clustered = S.paired_accuracy_diff(a, b, clusters=np.repeat(np.arange(50), 4), n_boot=300)
+    clustered = R.paired_accuracy_diff(a, b, clusters=np.repeat(np.arange(50), 4), n_boot=300)
     assert clustered.n == 50 and clustered.method == "cluster-bootstrap"
 
 
 def test_holm_known_values():
-    assert S.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert R.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
 @pytest.mark.parametrize(
@@ -206,15 +207,15 @@ def test_holm_known_values():
         (lambda: S.cluster_bootstrap([1.0, np.nan], [0, 1]), "values"),
         (lambda: S.auroc_ci([1, 1, 1], [0.1, 0.2, 0.3]), "labels"),
         (lambda: S.auroc_ci([0, 1], [0.1, 0.2, 0.3]), "labels"),
-        (lambda: S.pairwise_agreement(["A", "C"], ["A", "B"]), "judge"),
-        (lambda: S.pairwise_agreement(["A"], ["A", "B"]), "human"),
-        (lambda: S.cohen_kappa([1, 2], [1, 2], weights="cubic"), "weights"),
-        (lambda: S.cohen_kappa([1, 2, 3], [1, 2]), "b"),
-        (lambda: S.krippendorff_alpha([1.0, 2.0, 3.0]), "reliability_data"),
+        (lambda: R.pairwise_agreement(["A", "C"], ["A", "B"]), "judge"),
+        (lambda: R.pairwise_agreement(["A"], ["A", "B"]), "human"),
+        (lambda: R.cohen_kappa([1, 2], [1, 2], weights="cubic"), "weights"),
+        (lambda: R.cohen_kappa([1, 2, 3], [1, 2]), "b"),
+        (lambda: R.krippendorff_alpha([1.0, 2.0, 3.0]), "reliability_data"),
         (lambda: S.correlation_ci([1, 2, 3], [1, 2], method="pearson"), "method"),
-        (lambda: S.mcnemar_exact([1, 0, 2], [1, 0, 1]), "correct_a"),
-        (lambda: S.paired_accuracy_diff([1, 0], [1, 0, 1]), "correct_b"),
-        (lambda: S.holm([0.5, 1.5]), "p_values"),
+        (lambda: R.mcnemar_exact([1, 0, 2], [1, 0, 1]), "correct_a"),
+        (lambda: R.paired_accuracy_diff([1, 0], [1, 0, 1]), "correct_b"),
+        (lambda: R.holm([0.5, 1.5]), "p_values"),
     ],
 )
 def test_bad_inputs_name_the_argument(call, name):

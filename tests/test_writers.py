@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from creative_eval import cli, direction, generate, judges, report
+from creative_eval import cli
+from creative_eval import direction, judges, report
+from creative_eval.steering import Steering, generate
 from creative_eval.judges import store
 from creative_eval.judges.openai_backend import JudgeBackendError, OpenAIJudge
 from creative_eval.records import Pair, Story, read_records
@@ -179,16 +181,17 @@ WRITER = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from conftest import tiny_llama, tiny_tokenizer
-from creative_eval import direction, generate
+from creative_eval import direction
 from creative_eval.records import Pair
+from creative_eval.steering import Steering, generate
 tok = tiny_tokenizer(); model = tiny_llama(vocab=len(tok))
 pairs = [Pair(id=f"g{{i}}", creative=f"A dragon council argues about the rain, take {{i}}.",
               uncreative=f"A dragon council approves the minutes, take {{i}}.", split="test") for i in range(6)]
 d = direction.extract(model, tok, pairs, 2, model_id="tiny")
 real = generate.generate
 generate.generate = lambda *a, **k: time.sleep({sleep}) or real(*a, **k)
-generate.resume({out!r}, model, tok, pairs, d, alpha=0.5, sampling=generate.Sampling(max_new_tokens=6, batch_size=2),
-                model_id="tiny")
+generate.resume({out!r}, model, tok, pairs, d, steering=Steering(0.5),
+                sampling=generate.Sampling(max_new_tokens=6, batch_size=2), model_id="tiny")
 """
 
 
@@ -213,7 +216,7 @@ def test_generate_killed_then_rerun_makes_every_story_once_and_keeps_the_finishe
     # resuming made the same stories as one uninterrupted run (batch seeds do not depend on what was skipped)
     model, tokenizer = tiny  # the writer's model: same seed, same weights
     whole = generate.stories(model, tokenizer, PAIRS, direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny"),
-                             alpha=0.5, sampling=generate.Sampling(max_new_tokens=6, batch_size=2), model_id="tiny")
+                             steering=Steering(0.5), sampling=generate.Sampling(max_new_tokens=6, batch_size=2), model_id="tiny")
     assert {s.id: s.text for s in stories} == {s.id: s.text for s in whole}
 
 
@@ -222,12 +225,12 @@ def test_generate_refuses_to_mix_settings_into_one_file(tiny, tmp_path):
     d = direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny")
     out = tmp_path / "s.jsonl"
     sampling = generate.Sampling(max_new_tokens=3, batch_size=3)
-    first = generate.resume(out, model, tokenizer, PAIRS[:3], d, alpha=0.2, conditions=["induced"], sampling=sampling)
+    first = generate.resume(out, model, tokenizer, PAIRS[:3], d, steering=Steering(0.2), conditions=["induced"], sampling=sampling)
     before = out.read_bytes()
-    assert generate.resume(out, model, tokenizer, PAIRS[:3], d, alpha=0.2, conditions=["induced"],
+    assert generate.resume(out, model, tokenizer, PAIRS[:3], d, steering=Steering(0.2), conditions=["induced"],
                            sampling=sampling) == first
     with pytest.raises(ValueError, match=r"g0:induced was made with other settings \(alpha 0.2 there vs 0.4 now\)"):
-        generate.resume(out, model, tokenizer, PAIRS[:3], d, alpha=0.4, conditions=["induced"], sampling=sampling)
+        generate.resume(out, model, tokenizer, PAIRS[:3], d, steering=Steering(0.4), conditions=["induced"], sampling=sampling)
     assert out.read_bytes() == before
 
 

@@ -17,9 +17,10 @@ import datasets
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
-from .. import activations, agreement, humans
-from ..judges import base, templates
-from .model import SteeredHF
+from creative_eval import activations
+from creative_eval.harness.model import SteeredHF
+from creative_eval.judges import base, templates
+from creative_eval.people import agreement, humans
 
 TEMPLATE = "compare-creative"
 

@@ -22,10 +22,8 @@ MODEL_TARGET = "creative_eval.harness.model:SteeredHF"
 
 
 def task_dir() -> Path:
-    """The task YAMLs: inside the package in a wheel, the repository's `tasks/` in an editable install."""
-    package = Path(__file__).resolve().parents[1]
-    packaged = package / "tasks"
-    return packaged if packaged.is_dir() else package.parent / "tasks"
+    """The task YAMLs, shipped inside the package."""
+    return Path(__file__).resolve().parent / "task_files"
 
 
 def register_model(registry: ModuleType) -> None:

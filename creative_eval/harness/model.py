@@ -17,10 +17,12 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from .. import activations, models, probe, steering
-from .. import direction as direction_mod
-from .. import sources
-from .autoload import MODEL_NAME
+from creative_eval import activations
+from creative_eval import direction as direction_mod
+from creative_eval import models, probe, sources, steering
+from creative_eval.harness.autoload import MODEL_NAME
+from creative_eval.steering import settings
+from creative_eval.steering.settings import Steering
 
 OWN_ARGS = ("pretrained", "direction", "layer", "alpha", "norm", "positions", "probe")
 REQUEST_FLAGS = ("steer", "chat")
@@ -85,21 +87,23 @@ class SteeredHF(HFLM):
         **kwargs: Any,
     ):
         _check_unknown(kwargs)
-        alpha = steering.DEFAULT_ALPHA if alpha is None else _as_float("alpha", alpha)
-        layer, norm, positions = _as_layer(layer), str(norm), str(positions)
-        steering.check(alpha, norm, positions)
+        setting = Steering(steering.DEFAULT_ALPHA if alpha is None else _as_float("alpha", alpha), str(norm),
+                           str(positions))
+        layer = _as_layer(layer)
+        named = sources.parse(str(direction))  # a bad file fails before the model loads
         self.record_probe = _as_bool("probe", probe)
         self.model_id = str(pretrained)
         super().__init__(pretrained=models.resolve(self.model_id), **kwargs)
-        self.direction, self.direction_file = self._direction(str(direction), layer)
-        self.steer = steering.Steer.from_direction(self.direction, alpha, norm, positions)
-        self.settings = {"model": self.model_id, "direction": self.direction_file, "layer": self.direction.layer,
-                         "alpha": alpha, "norm": norm, "positions": positions}
+        self.direction, self.direction_file = self._direction(named, layer)
+        self.steering = setting
+        self.steer = steering.Steer.of(self.direction, setting)
+        self.settings = settings.story_settings(self.direction, settings.STEERED, setting, model_id=self.model_id,
+                                                direction_file=self.direction_file)
         self.probe_scores: list[dict[str, Any]] = []
         self._chat_applied = False
         SteeredHF.live = self
 
-    def _direction(self, source: str, layer: int | None) -> tuple[direction_mod.Direction, str]:
+    def _direction(self, source: sources.Named, layer: int | None) -> tuple[direction_mod.Direction, str]:
         parallel = self.world_size > 1 and source in sources.SOURCES  # rank 0 extracts and caches; the others read it
         if parallel and self.rank != 0:
             self.accelerator.wait_for_everyone()

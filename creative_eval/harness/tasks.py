@@ -1,6 +1,6 @@
 """The `creative` lm-eval tasks: data from the shipped pairs, batched judging, metrics with 95% CIs.
 
-One Task class serves every YAML in `tasks/`; `metadata.measure` picks what is judged (none, probe, rating,
+One Task class serves every YAML in `harness/task_files/`; `metadata.measure` picks what is judged (none, probe, rating,
 pairwise). Options are checked when the task is built, before any generation. The judge or probe runs once
 over all of a task's responses in `apply_filters` (one model per process, never one load per sample), and
 each sample's judgement is what `process_results` returns, so `--log_samples` keeps it.
@@ -18,10 +18,10 @@ import datasets
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
-from .. import judges, models, pairs, sources, stats
-from ..judges import PairItem
-from ..records import Story
-from .model import SteeredHF
+from creative_eval import judges, models, pairs, sources, stats
+from creative_eval.harness.model import SteeredHF
+from creative_eval.judges import PairItem
+from creative_eval.records import Story
 
 MEASURES = ("none", "probe", "rating", "pairwise")
 JUDGE_ENV = "CREATIVE_EVAL_JUDGE"

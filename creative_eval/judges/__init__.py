@@ -6,7 +6,7 @@ servers and the probe, every judgement persisted as it is made.
     prefs = judge.compare([PairItem(a, b), ...])      # list[Preference], asked in both orders
     judges.run(judge, "rating", stories, "out.jsonl") # persisted + resumable; returns the store's records
 
-`python -m creative_eval.judges.local_server --port 8000` serves the embedded model as an OpenAI-compatible API.
+`python -m creative_eval.backends.llamacpp.server --port 8000` serves the embedded model as an OpenAI-compatible API.
 """
 
 from __future__ import annotations
@@ -17,41 +17,42 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .. import outputs
-from ..records import Story
-from . import limits, presets, store
-from .base import Judge, PairItem, Templates
+from creative_eval import outputs
+from creative_eval.judges import limits, presets, store
+from creative_eval.judges.base import Judge, PairItem, Templates
+from creative_eval.records import Story
 
 
-def load_judge(preset: str | Path, model=None, tokenizer=None, direction=None):
-    """A judge from a preset; `model`/`tokenizer` (e.g. the generator, preset `self`) override its model, and
-    `direction` (a Direction) the probe preset's `direction` field (a file, or `auto` at its `layer`)."""
-    cfg = presets.load(preset)
-    templates = Templates.named(cfg.get("template_rate"), cfg.get("template_compare"))
+def load_judge(preset: str | Path | dict, model=None, tokenizer=None, direction=None):
+    """A judge from a preset (a name, a path, or one `presets.load` already read); `model`/`tokenizer` (e.g. the
+    generator, preset `self`) override its model, and `direction` (a Direction) the probe preset's `direction`
+    field (a file, or `auto` at its `layer`)."""
+    cfg = preset if isinstance(preset, dict) else presets.load(preset)
+    templates = cfg["templates"]
     tie_band = float(cfg.get("tie_band", 0.0))
     # backends are imported on use: an API judge needs neither torch models nor a probe
     if cfg["backend"] == "openai":
-        from .openai_backend import OpenAIJudge
+        from creative_eval.judges.openai_backend import OpenAIJudge
 
         key = os.environ.get(cfg["api_key_env"]) if cfg.get("api_key_env") else None
         return OpenAIJudge(cfg["id"], cfg["model"], base_url=cfg.get("base_url"), api_key=key, templates=templates,
                            tie_band=tie_band, parse=cfg.get("parse", "logprobs"), concurrency=cfg.get("concurrency", 4),
                            timeout_s=cfg.get("timeout_s", 60.0),
                            max_input_chars=cfg.get("max_input_chars", limits.DEFAULT_MAX_INPUT_CHARS))
-    from .. import models
+    from creative_eval import models
 
     if model is None:
         model, tokenizer = models.load(cfg.get("model", models.EMBEDDED), cfg.get("dtype"), cfg.get("device_map"))
     if cfg["backend"] == "probe":
-        from .. import sources
-        from .probe_judge import ProbeJudge
+        from creative_eval import sources
+        from creative_eval.judges.probe_judge import ProbeJudge
 
         d = direction or sources.resolve(cfg.get("direction", "auto"), model, tokenizer,
                                                cfg.get("model", models.EMBEDDED), cfg.get("layer"))[0]
         scale = tuple(cfg["scale"]) if cfg.get("scale") else None
         return ProbeJudge(cfg["id"], model, tokenizer, d, tie_band=tie_band, scale=scale,
                           max_input_tokens=limits.context_limit(model, cfg.get("max_input_tokens")))
-    from .hf import HFJudge
+    from creative_eval.judges.hf import HFJudge
 
     return HFJudge(cfg["id"], model, tokenizer, templates=templates, tie_band=tie_band,
                    parse=cfg.get("parse", "logprobs"), batch_size=cfg.get("batch_size", 8),

@@ -2,7 +2,7 @@
 
 A judge rates (prompt, story) items 0-9 and compares (prompt, story A, story B) items in both orders.
 Backends only supply next-token distributions (`label_probs`) or, without logprobs, a short answer text.
-The phrasings live in `judges/templates/` (see `templates`); with several (an ensemble) the label
+The phrasings live in `judges/template_files/` (see `templates`); with several (an ensemble) the label
 probabilities are averaged over them.
 """
 
@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..records import Preference, Rating, Story
-from . import templates as templates_mod
+from creative_eval.judges import templates as templates_mod
+from creative_eval.records import Preference, Rating, Story
 
 DIGITS = [str(k) for k in range(10)]
 LABELS = ["1", "2"]  # pairwise: "1" = the story shown first

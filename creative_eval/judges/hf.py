@@ -10,8 +10,8 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .. import activations
-from .base import Judge, Templates
+from creative_eval import activations
+from creative_eval.judges.base import Judge, Templates
 
 
 def label_ids(tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]) -> list[int]:

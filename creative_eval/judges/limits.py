@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
-from .. import activations
-from ..records import Story
-from .base import PairItem
+from creative_eval import activations
+from creative_eval.judges.base import PairItem
+from creative_eval.records import Story
 
 DEFAULT_MAX_INPUT_TOKENS = 2048
 DEFAULT_MAX_INPUT_CHARS = 32_000

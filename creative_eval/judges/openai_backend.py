@@ -19,7 +19,7 @@ from typing import Sequence
 import openai
 from tqdm.auto import tqdm
 
-from .base import Judge, Templates
+from creative_eval.judges.base import Judge, Templates
 
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)

@@ -1,5 +1,5 @@
-"""Judge presets: YAML files in the top-level `judges/` folder (or any path) naming backend, model,
-templates (`template_rate` / `template_compare`: a file stem in `judges/templates/`, or `ensemble`), the
+"""Judge presets: YAML files in `judges/preset_files/` (or any path) naming backend, model,
+templates (`template_rate` / `template_compare`: a file stem in `judges/template_files/`, or `ensemble`), the
 pairwise `tie_band` and parse mode. Adding a judge is adding a file; a bad file fails naming the file and field."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from . import templates
+from creative_eval.judges import templates
+from creative_eval.judges.base import Templates
 
-_PACKAGED = Path(__file__).resolve().parent / "presets"  # where a wheel puts the top-level judges/ folder
-PRESET_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "judges"
+PRESET_DIR = Path(__file__).resolve().parent / "preset_files"
 BACKENDS = ("hf", "openai", "probe")
 FIELDS = {"backend", "model", "base_url", "api_key_env", "parse", "template_rate", "template_compare", "dtype",
           "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "direction", "timeout_s", "id",
@@ -32,7 +32,8 @@ def path_of(name: str | Path) -> Path:
 
 
 def load(name: str | Path) -> dict:
-    """The preset as a dict with `id` set (defaults to the file stem), validated field by field."""
+    """The preset as a dict with `id` set (defaults to the file stem), validated field by field, and its
+    `templates` resolved: read once, then carried whole to `judges.load_judge`."""
     path = path_of(name)
     if not path.is_file():
         known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
@@ -53,14 +54,14 @@ def load(name: str | Path) -> dict:
         raise PresetError(f"{path}: field 'parse' must be 'logprobs' or 'generate', got {data['parse']!r}")
     if data["backend"] == "openai" and not data.get("model"):
         raise PresetError(f"{path}: field 'model' is required for backend 'openai'")
+    resolved = {}
     for field, kind in (("template_rate", "rate"), ("template_compare", "compare")):
-        if field in data:
-            try:
-                templates.resolve(str(data[field]), kind)
-            except ValueError as e:
-                raise PresetError(f"{path}: field {field!r}: {e}") from None
+        try:
+            resolved[kind] = templates.resolve(str(data[field]) if field in data else None, kind)
+        except ValueError as e:
+            raise PresetError(f"{path}: field {field!r}: {e}") from None
     _check_numbers(path, data)
-    return {"id": path.stem, **data}
+    return {"id": path.stem, **data, "templates": Templates(resolved["rate"], resolved["compare"])}
 
 
 def _check_numbers(path: Path, data: dict) -> None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
-from ..direction import Direction
-from ..probe import Probe, ProbeScore
-from ..records import Preference, Rating, Story
-from .base import PairItem
+from creative_eval.direction import Direction
+from creative_eval.judges.base import PairItem
+from creative_eval.probe import Probe, ProbeScore
+from creative_eval.records import Preference, Rating, Story
 
 
 class ProbeJudge:

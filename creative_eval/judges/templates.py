@@ -1,4 +1,4 @@
-"""Judge prompt templates as data: one text file per phrasing in the top-level `judges/templates/` folder.
+"""Judge prompt templates as data: one text file per phrasing in `judges/template_files/`.
 
 A file `rate-<name>.txt` is a rating phrasing (placeholders `{story}`, optionally `{prompt}`); `compare-<name>.txt`
 a comparison phrasing (`{first}`, `{second}`, optionally `{prompt}`). A preset names one file by its stem, or
@@ -12,8 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Sequence
 
-_PACKAGED = Path(__file__).resolve().parent / "presets" / "templates"  # where a wheel puts judges/templates
-TEMPLATE_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "judges" / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "template_files"
 KINDS = ("rate", "compare")
 ENSEMBLE = "ensemble"
 DEFAULT = {"rate": "rate-creative", "compare": "compare-creative"}

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .summary import CHANCE, ordered_conditions  # noqa: E402
+from creative_eval.report.summary import CHANCE, ordered_conditions  # noqa: E402
 
 
 def _ci_err(ests: list[dict]) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .figures import _save  # noqa: E402
-from .render import fmt_estimate, markdown_table  # noqa: E402
+from creative_eval import stats  # noqa: E402
+from creative_eval.report.figures import _save  # noqa: E402
+from creative_eval.report.render import fmt_estimate, markdown_table  # noqa: E402
 
 LINES = {"real": "tab:red", "random": "tab:grey", "negated": "tab:blue"}
 CAPTION = ("Each point is one way of steering the negated test prompts (same prompts and seeds), measured against "
@@ -132,3 +134,11 @@ def frontier_markdown(result: dict[str, Any], figure: str = "frontier.png") -> s
                      f"{'reaches' if g['reaches_probe_gain'] else 'does not reach'} the constant probe gain, "
                      f"{'at a lower' if g['lower_coherence_cost'] else 'not shown at a lower'} coherence cost.")
     return "\n".join(parts) + "\n"
+
+
+def write_frontier(result: dict[str, Any], out: str | Path) -> None:
+    """frontier.json, frontier.png and frontier.md of a `frontier.run` result, in its folder `out`."""
+    out = Path(out)
+    (out / "frontier.json").write_text(json.dumps(stats.plain(result), indent=1), encoding="utf-8")
+    plot_frontier(result, out / "frontier.png")
+    (out / "frontier.md").write_text(frontier_markdown(result, "frontier.png"), encoding="utf-8")

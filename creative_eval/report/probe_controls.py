@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .render import fmt_estimate, markdown_table
+from creative_eval.report.render import fmt_estimate, markdown_table
 
 
 def with_control(e: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .checks import Check, check_rows
+from creative_eval.report.checks import Check, check_rows
 
 
 def fmt_estimate(e: dict | None, digits: int = 2) -> str:

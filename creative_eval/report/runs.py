@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..humans import load_labels
-from ..records import HumanLabel, Preference, Rating, Story, file_kind, from_dict, iter_jsonl, read_records
+from creative_eval.people.humans import load_labels
+from creative_eval.records import (HumanLabel, Preference, Rating, Story, file_kind, from_dict, iter_jsonl,
+                                   read_records)
 
 
 @dataclass

@@ -10,7 +10,6 @@ label: of a baseline story and an induced (or creative) story, the non-baseline 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import defaultdict
 from itertools import combinations
@@ -18,10 +17,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .. import agreement, stats
-from ..humans import SOURCE_RATER, as_preferences, inter_rater_agreement
-from ..records import CONDITIONS, HumanLabel, Preference, Rating, Story, split_story_id
-
+from creative_eval import rater_stats, stats
+from creative_eval.people import agreement
+from creative_eval.people.humans import SOURCE_RATER, as_preferences, inter_rater_agreement
+from creative_eval.records import CONDITIONS, HumanLabel, Preference, Rating, Story, split_story_id
 
 CHANCE = 0.5
 
@@ -41,20 +40,7 @@ def ordered_conditions(conditions: Iterable[str]) -> list[str]:
 
 
 def _est(e: stats.Estimate) -> dict:
-    return clean(e.to_dict())
-
-
-def clean(obj: Any) -> Any:
-    """NaN -> None, numpy -> Python, so summary.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return None if math.isnan(obj) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+    return stats.plain(e)
 
 
 def _valid(r: Rating | Preference) -> bool:
@@ -99,7 +85,7 @@ def _expected(p: Preference) -> str | None:
 
 
 def _agreement(decisions: list[str], labels: list[str], clusters: list[str], n_boot: int) -> dict:
-    parts = stats.pairwise_agreement(decisions, labels, clusters=clusters, n_boot=n_boot, unit="prompt")
+    parts = rater_stats.pairwise_agreement(decisions, labels, clusters=clusters, n_boot=n_boot, unit="prompt")
     return {"agreement": _est(parts["accuracy_incl_ties"]), "agreement_excl_ties": _est(parts["accuracy_excl_ties"]),
             "tie_rate": _est(parts["tie_rate"]), "n": len(decisions)}
 
@@ -204,7 +190,7 @@ def compare_judges(preferences: list[Preference], ratings: list[Rating], humans:
         entry = {"n_labels": len(rows), "n_invalid": len(rows) - len(ok)}
         if ok:
             entry.update(_agreement([r[1] for r in ok], [r[2] for r in ok], [r[3] for r in ok], n_boot))
-            entry["kappa"] = _est(stats.cohen_kappa([r[1] for r in ok], [r[2] for r in ok], n_boot=n_boot))
+            entry["kappa"] = _est(rater_stats.cohen_kappa([r[1] for r in ok], [r[2] for r in ok], n_boot=n_boot))
             entry["n_ties"] = entry["tie_rate"]["extra"]["judge_ties"]
             correct[judge] = {r[0]: r[1] == r[2] for r in ok}
         judges[judge] = entry
@@ -214,11 +200,11 @@ def compare_judges(preferences: list[Preference], ratings: list[Rating], humans:
     for a, b in combinations(sorted(correct), 2):
         common = sorted(set(correct[a]) & set(correct[b]))
         if common:
-            test = stats.mcnemar_exact([correct[a][k] for k in common], [correct[b][k] for k in common])
+            test = rater_stats.mcnemar_exact([correct[a][k] for k in common], [correct[b][k] for k in common])
             tests.append({"judge_a": a, "judge_b": b, **test})
-    for t, p in zip(tests, stats.holm([t["p_value"] for t in tests])):
+    for t, p in zip(tests, rater_stats.holm([t["p_value"] for t in tests])):
         t["p_holm"] = p
-    return clean({"judges": judges, "mcnemar": tests})
+    return stats.plain({"judges": judges, "mcnemar": tests})
 
 
 def run_meta(stories: list[Story], meta: dict | None = None) -> dict[str, Any]:
@@ -253,7 +239,7 @@ def lm_eval_summary(lm_eval: dict[str, Any]) -> dict[str, dict]:
             vals = [float(r[metric]) for r in rows if isinstance(r.get(metric), (int, float))]
             if vals:
                 out.setdefault(task, {}).setdefault(metric, {})["samples"] = _est(stats.mean_ci(vals, unit="sample"))
-    return clean(out)
+    return stats.plain(out)
 
 
 def people_summary(preferences: list[Preference], humans: list[HumanLabel], texts: dict[str, str],
@@ -266,7 +252,7 @@ def people_summary(preferences: list[Preference], humans: list[HumanLabel], text
     if not labels or not mine:
         return None
     rows = agreement.pairwise_agreement_table(agreement.verdicts_from_preferences(mine), labels, texts, n_boot=n_boot)
-    return {"label": agreement.label_kind(labels), "rows": agreement.as_plain(rows)}
+    return {"label": agreement.label_kind(labels), "rows": stats.plain(rows)}
 
 
 def summarize(stories: list[Story], ratings: list[Rating], preferences: list[Preference],
@@ -282,7 +268,7 @@ def summarize(stories: list[Story], ratings: list[Rating], preferences: list[Pre
     people = [h for h in humans if h.rater != SOURCE_RATER]
     source = [h for h in humans if h.rater == SOURCE_RATER]
     texts = {s.id: s.text for s in [*stories, *(human_stories or [])]}
-    return clean({
+    return stats.plain({
         "meta": run_meta(stories, meta),
         "ratings": rating_summary(ratings, n_boot),
         "probe": _mean_by_prompt(probe_scores, n_boot),

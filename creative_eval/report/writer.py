@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..records import HumanLabel, Preference, Rating, Story
-from .checks import Check, parse_check, run_checks
-from .figures import figure1
-from .frontier import frontier_markdown
-from .render import ci_markdown, render_html, render_markdown
-from .summary import clean, summarize
+from creative_eval import stats
+from creative_eval.records import HumanLabel, Preference, Rating, Story
+from creative_eval.report.checks import Check, parse_check, run_checks
+from creative_eval.report.figures import figure1
+from creative_eval.report.frontier import frontier_markdown
+from creative_eval.report.render import ci_markdown, render_html, render_markdown
+from creative_eval.report.summary import summarize
 
 
 def write(name: str, summary: dict[str, Any], out_root: str | Path = "reports", checks: list[Check] = ()) -> Path:
@@ -28,7 +29,7 @@ def write(name: str, summary: dict[str, Any], out_root: str | Path = "reports", 
     (folder / "report.html").write_text(render_html(name, summary, checks), encoding="utf-8")
     doc = {"name": name, "summary": summary, "checks": [c.__dict__ for c in checks],
            "passed": all(c.passed for c in checks)}
-    (folder / "summary.json").write_text(json.dumps(clean(doc), indent=1), encoding="utf-8")
+    (folder / "summary.json").write_text(json.dumps(stats.plain(doc), indent=1), encoding="utf-8")
     (folder / "summary.md").write_text(ci_markdown(name, summary, checks, report), encoding="utf-8")
     return report
 
@@ -45,7 +46,7 @@ def build(name: str, stories: list[Story], ratings: list[Rating], preferences: l
         parse_check(e)  # fail on a malformed check before spending time on statistics
     summary = summarize(stories, ratings, preferences, probe_scores, humans, meta, lm_eval, n_boot, human_stories)
     if frontier:
-        summary["frontier"] = clean(frontier)
+        summary["frontier"] = stats.plain(frontier)
     return write(name, summary, out_root, run_checks(summary, exprs))
 
 

@@ -1,0 +1,1 @@
+"""Engines outside transformers that make the same stories: one folder per engine."""

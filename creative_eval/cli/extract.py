@@ -1,0 +1,159 @@
+"""Commands that make or export a direction: `direction`, `sweep` (and `sweep --criteria`), `export`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from creative_eval import activations, models, outputs, pairs, sources
+from creative_eval.cli import args as a
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("direction", help="extract the creativity direction at one layer")
+    a.model_args(p)
+    p.add_argument("--source", choices=("prompts", "stories", "humans"), default="prompts",
+                   help="prompts: the pairs' prompts (default); stories: the shipped validation pairs' unsteered "
+                        "stories (generated once, cached); humans: WQ's expert pairs")
+    p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED,
+                   help="pairs file (JSONL/CSV) or 'pairs' (shipped); --source prompts only")
+    p.add_argument("--split", default="validation", help="which split to extract from (default validation)")
+    p.add_argument("--layer", type=a.positive_int, default=None,
+                   help="output of decoder block l (default: the sweep's)")
+    p.add_argument("--pooling", choices=activations.POOLINGS, default="mean")
+    p.add_argument("--no-template", action="store_true", help="read prompts without the chat template")
+    p.add_argument("--out", required=True, help="where to write the .safetensors file")
+    p.set_defaults(run=direction, outputs=lambda args: a.check_new_file(args.out, a.pairs_inputs(args)))
+
+    p = sub.add_parser("sweep", help="AUROC of the probe at every layer; recommends a layer")
+    a.model_args(p)
+    p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED)
+    p.add_argument("--robustness", type=a.pairs_source, default=pairs.ROBUSTNESS)
+    p.add_argument("--pooling", choices=activations.POOLINGS, default="mean")
+    p.add_argument("--no-template", action="store_true")
+    p.add_argument("--n-boot", type=a.positive_int, default=1000)
+    p.add_argument("--plot", default=None, help="PNG path for the AUROC-per-layer plot")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--criteria", action="store_true",
+                   help="three criteria per layer and source (prompts, stories, humans): prompt AUROC, held-out "
+                        "story AUROC, WQ agreement, each with random-direction controls; plus robustness and hard sets")
+    p.add_argument("--layers", type=a.layers, default=[8, 12, 17, 22], help="--criteria: layers (default 8,12,17,22)")
+    p.add_argument("--fit-pairs", type=a.positive_int, default=None,
+                   help="--criteria: fit the stories source on the first N validation pairs' stories (default all)")
+    p.add_argument("--story-fit", choices=("validation", "crossfit"), default="validation",
+                   help="--criteria: fit the stories source on validation stories (default), or cross-fit it by "
+                        "pair on the test stories (5 folds; no validation stories to generate)")
+    p.set_defaults(run=sweep, outputs=lambda args: args.plot and outputs.check_file(args.plot,
+                                                                                     inputs=a.pairs_inputs(args)))
+
+    p = sub.add_parser("export", help="write the direction in another tool's format")
+    a.model_args(p)
+    a.direction_args(p)
+    p.add_argument("--format", choices=["lm-eval-steered", "llamacpp-cvec"], required=True,
+                   help="lm-eval-steered: the .pt file of lm-eval's built-in `steered` model (steer_path=...); "
+                        "llamacpp-cvec: a llama.cpp control-vector .gguf (--control-vector FILE)")
+    a.steering_args(p, positions=False)
+    p.add_argument("--out", required=True, help="the .pt (lm-eval-steered) or .gguf (llamacpp-cvec) file to write")
+    p.set_defaults(run=export, outputs=lambda args: a.check_new_file(
+        args.out, a.pairs_inputs(args) + ([] if args.direction in sources.SOURCES else [args.direction])))
+
+
+def direction(args: argparse.Namespace) -> None:
+    from creative_eval import direction as direction_mod
+
+    if args.source != "prompts":
+        model, tokenizer = a.load_model(args)
+        d, path = sources.resolve(args.source, model, tokenizer, args.model, args.layer, progress=True)
+        direction_mod.save(d, args.out)
+        print(f"wrote {args.out} (source {d.source}, cached at {path}): layer {d.layer}, raw norm {d.raw_norm:.3g}")
+        return
+    selected = pairs.load_pairs(args.pairs, args.split)  # a bad file fails before the model loads
+    model, tokenizer = a.load_model(args)
+    layer = args.layer if args.layer is not None else direction_mod.default_layer(model)
+    models.check_layer(model, layer)
+    d = direction_mod.extract(
+        model, tokenizer, selected, layer, model_id=args.model,
+        pairs_hash=pairs.file_hash(args.pairs), pooling=args.pooling, template=not args.no_template, progress=True,
+    )
+    direction_mod.save(d, args.out)
+    print(f"wrote {args.out}: layer {d.layer}, raw norm {d.raw_norm:.3g}, residual norm {d.resid_norm:.3g}")
+
+
+def sweep(args: argparse.Namespace) -> None:
+    from creative_eval import report
+    from creative_eval.evals import sweeps
+
+    if args.criteria:
+        return criteria_sweep(args)
+    model, tokenizer = a.load_model(args)
+    result = sweeps.layer_sweep(
+        model, tokenizer, pairs.load_pairs(args.pairs, "validation"), pairs.load_pairs(args.pairs, "test"),
+        pairs.load_pairs(args.robustness), pairs.load_pairs(pairs.HARD), model_id=args.model, pairs_hash=pairs.file_hash(args.pairs),
+        pooling=args.pooling, template=not args.no_template, n_boot=args.n_boot, progress=not args.json,
+    )
+    if args.plot:
+        report.plot_sweep(result, args.plot)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{'layer':>5} {'AUROC':>6} {'95% CI':>15} {'robust':>7} {'hard':>6} {'hard within-pair':>22}")
+    for r in result["layers"]:
+        w = r["hard_within_pair"]
+        print(f"{r['layer']:>5} {r['auroc']:6.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['robust_auroc']:7.3f} "
+              f"{r['hard_auroc']:6.3f} {w['estimate']:.2f} [{w['ci_low']:.2f}, {w['ci_high']:.2f}] of {w['n']}")
+    lex = result["lexical_baseline"]
+    print(f"recommended layer {result['best_layer']}: AUROC {result['best_auroc']:.3f}, robustness "
+          f"{result['robust_auroc']:.3f}, hard {result['hard_auroc']:.3f} (TF-IDF baseline: {lex['test_auroc']:.3f} / "
+          f"{lex['robust_auroc']:.3f} / {lex['hard_auroc']:.3f}); story-level criteria: `sweep --criteria`")
+
+
+def criteria_sweep(args: argparse.Namespace) -> None:
+    """`sweep --criteria`: prompt, held-out story and WQ criteria per layer and source, with controls."""
+    from creative_eval import report
+    from creative_eval.evals import criteria
+    from creative_eval.people import humans
+
+    sets = {"validation": pairs.load_pairs(args.pairs, "validation"), "test": pairs.load_pairs(args.pairs, "test"),
+            "robustness": pairs.load_pairs(args.robustness), "hard": pairs.load_pairs(pairs.HARD)}
+    wq = humans.wq_pairs()  # a missing WQ folder fails before the model loads
+    model, tokenizer = a.load_model(args)
+    for layer in args.layers:
+        models.check_layer(model, layer)
+    result = criteria.sweep(model, tokenizer, args.layers, **sets, wq=wq, model_id=args.model, n_boot=args.n_boot,
+                            fit_pairs=args.fit_pairs, story_fit=args.story_fit, progress=not args.json)
+    print(json.dumps(result) if args.json else report.criteria_table(result))
+
+
+def export(args: argparse.Namespace) -> None:
+    if args.format == "llamacpp-cvec":
+        return export_cvec(args)
+    from creative_eval.harness import export as export_mod
+
+    model, tokenizer = a.load_model(args)
+    d, path = a.resolve_direction(args, model, tokenizer)
+    out = export_mod.lm_eval_steered(d, model, args.steering, args.out)
+    print(f"wrote {out} from {path}: use `lm_eval --model steered --model_args "
+          f"pretrained={models.resolve(args.model)},steer_path={out}`")
+
+
+def export_cvec(args: argparse.Namespace) -> None:
+    """The scaled direction as a llama.cpp control vector (GGUF). With a direction file and a GGUF model nothing
+    but the GGUF's header is read; a source name needs the HF model (extraction, de-quantised and cached)."""
+    from creative_eval.backends.llamacpp import cvec, engine
+
+    if Path(args.out).suffix != ".gguf":
+        raise ValueError(f"--out {args.out}: llama.cpp reads control vectors from .gguf files; change the extension")
+    if args.direction.loaded is not None and engine.is_gguf(args.model):
+        shape = cvec.gguf_shape(cvec.model_gguf(args.model))
+        d = engine.check_direction(args.direction.loaded, args.model, args.direction)
+        path, hint, num_layers = str(args.direction), shape.arch, shape.num_layers
+    else:
+        model, tokenizer = a.load_model(args)
+        d, path = a.resolve_direction(args, model, tokenizer)
+        hint, num_layers = model.config.model_type, models.num_layers(model)
+    out = cvec.write(d, args.steering, args.out, model_hint=hint, num_layers=num_layers)
+    il = cvec.llamacpp_layer(d.layer, num_layers)
+    print(f"wrote {out} from {path}: layer {d.layer} = llama.cpp direction.{il}, alpha {args.alpha} ({args.norm}); "
+          f"use `llama-cli -m MODEL.gguf --control-vector {out}` (or --control-vector-scaled {out} 1.0; a scale s "
+          "steers with alpha * s)")

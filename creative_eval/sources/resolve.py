@@ -1,0 +1,134 @@
+"""Where a direction comes from, and the one resolver that turns a name or a file into a direction.
+
+Sources (recorded as `source` in the direction's metadata, each cached per model and layer like `auto`):
+- `prompts` (also `auto`): creative minus negated validation prompts (`direction.auto`);
+- `stories`: creative-prompt minus negated-prompt unsteered stories of the validation split, mean over the
+  stories' response tokens, so the direction reads text rather than the instruction that asked for it;
+- `humans`: people's preferred minus dispreferred texts (WQ's expert pairs), mean over response tokens. It is
+  fitted on every WQ pair, so its WQ agreement is only ever reported cross-validated (`calibration`), and the
+  probe judge refuses to compare a pair it was fitted on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from creative_eval import direction, models, pairs
+from creative_eval.direction import Direction
+from creative_eval.people import humans
+from creative_eval.probe import textstates
+from creative_eval.sources import calibration, storybank
+
+SOURCES = ("auto", "prompts", "stories", "humans")
+
+
+def _meta(model: PreTrainedModel, model_id: str, layer: int, source: str, resid_norm: float, **extra: str) -> dict:
+    return {**direction.model_meta(model, model_id), "source": source, "layer": str(layer), "pooling": "mean",
+            "template": "true", "tokens": "response", "resid_norm": f"{resid_norm:.6g}", **extra}
+
+
+def _resid_norm(states: textstates.States) -> float:
+    """Mean residual norm per counted token, weighted by each text's token count (the `relative` steering unit)."""
+    w = states.n_tokens / states.n_tokens.sum().clamp(min=1)
+    return float((states.mean.norm(dim=-1) * w).sum())
+
+
+def stories_direction(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str,
+                      layer: int | None = None, *, progress: bool = False) -> tuple[Direction, Path]:
+    """The story-level direction at `layer` from the validation split's unsteered stories (generated once)."""
+    layer = models.check_layer(model, layer if layer is not None else direction.default_layer(model))
+    selected = pairs.load_pairs(pairs.SHIPPED, "validation")
+    bank = storybank.cache_path(model, selected, storybank.SAMPLING, True)
+    path = models.cache_root() / "directions" / f"{models.fingerprint(model)}-L{layer}-stories-{bank.stem[-16:]}.safetensors"
+
+    def make() -> Direction:
+        stories = storybank.unsteered(model, tokenizer, selected, model_id=model_id, progress=progress)
+        return from_stories(model, tokenizer, stories, [layer], model_id=model_id, progress=progress)[layer]
+
+    return direction.cached(path, model, make), path
+
+
+def from_stories(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stories: list, layers: list[int], *,
+                 model_id: str, progress: bool = False) -> dict[int, Direction]:
+    """Directions at `layers` from `storybank.unsteered` stories (creative-prompt half first)."""
+    n = len(stories) // 2
+    states = textstates.read(model, tokenizer, [s.prompt for s in stories], [s.text for s in stories], layers,
+                             tokens="response", progress=progress)
+    settings = ",".join(f"{k}={v}" for k, v in sorted(stories[0].settings.items()) if k != "n_tokens")
+    out = {}
+    for layer, st in states.items():
+        meta = _meta(model, model_id, layer, "stories", _resid_norm(st), n_pairs=str(n), generation=settings,
+                     stories_sha256=storybank.stories_hash(stories))
+        out[layer] = direction.from_activations(st.mean[:n], st.mean[n:], meta)
+    return out
+
+
+def humans_direction(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str,
+                     layer: int | None = None, *, method: str = "mean", progress: bool = False) -> tuple[Direction, Path]:
+    """The human-calibrated direction at `layer` from every WQ expert pair (writing-quality labels)."""
+    layer = models.check_layer(model, layer if layer is not None else direction.default_layer(model))
+    wq_file = humans.WQ_DIR / humans.WQ_FILE
+    if not wq_file.is_file():
+        raise FileNotFoundError(f"{wq_file} not found: the `humans` direction is fitted on WQ's expert pairs; "
+                                "set $CREATIVE_EVAL_WQ to the folder holding it")
+    digest = hashlib.sha256(wq_file.read_bytes()).hexdigest()
+    path = models.cache_root() / "directions" / f"{models.fingerprint(model)}-L{layer}-humans-{method}-{digest[:12]}.safetensors"
+
+    def make() -> Direction:
+        stories, labels = humans.wq_pairs()
+        good, bad, items = calibration.preferred_sides(stories, labels)
+        texts = good + bad
+        st = textstates.read(model, tokenizer, [s.prompt for s in texts], [s.text for s in texts], [layer],
+                             tokens="response", progress=progress)[layer]
+        n = len(items)
+        vector = calibration.fit(st.mean[:n], st.mean[n:], method)
+        meta = _meta(model, model_id, layer, "humans", _resid_norm(st), n_pairs=str(n), fit=method,
+                     labels=f"WQ style-mimic, {humans.WQ_COMMENT}", labels_sha256=digest,
+                     trained_on=",".join(sorted({s.prompt_id for s in texts})),
+                     raw_norm=f"{float((st.mean[:n] - st.mean[n:]).mean(0).norm()):.6g}")
+        return Direction(vector, meta)
+
+    return direction.cached(path, model, make), path
+
+
+class Named(str):
+    """A direction as it was named: a source, or a file whose contents were read and checked once, when the name
+    was parsed (`loaded`), so a bad file fails before any model loads and is never read twice."""
+
+    loaded: Direction | None = None
+
+
+def parse(text: str | Path) -> Named:
+    """A source name, or a direction file loaded here; a missing or foreign file is a ValueError."""
+    named = Named(str(text))
+    if named in SOURCES:
+        return named
+    if not Path(named).is_file():
+        raise ValueError(f"{named}: no such direction file; pass a .safetensors path or one of {', '.join(SOURCES)}")
+    named.loaded = direction.load(named)
+    return named
+
+
+def resolve(source: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str,
+            layer: int | None = None, *, progress: bool = False) -> tuple[Direction, str]:
+    """The one way a command, the lm-eval model, a task or a judge turns `source` into a direction: `auto` or
+    `prompts`, `stories`, `humans` (each extracted at `layer`, default `direction.default_layer`, and cached),
+    or a file (read once by `parse`), checked against the model; a `layer` that differs from the file's is
+    refused."""
+    named = source if isinstance(source, Named) else parse(source)
+    if named in ("auto", "prompts"):
+        d, path = direction.auto(model, tokenizer, model_id, layer, progress=progress)
+    elif named == "stories":
+        d, path = stories_direction(model, tokenizer, model_id, layer, progress=progress)
+    elif named == "humans":
+        d, path = humans_direction(model, tokenizer, model_id, layer, progress=progress)
+    else:
+        d, path = named.loaded, Path(named)
+        d.check(model, source=str(path))
+        if layer is not None and int(layer) != d.layer:
+            raise ValueError(f"layer {layer} was asked for, but {source} was extracted at layer {d.layer}; drop the "
+                             f"layer or use a named source ({', '.join(SOURCES)})")
+    return d, str(path)

@@ -1,0 +1,205 @@
+"""Stories for the three conditions of the paper on the HF backend (the rule of the conditions is
+`steering.settings`), resumable batch by batch; perplexity under the plain model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from creative_eval import activations, outputs
+from creative_eval.direction import Direction
+from creative_eval.records import CONDITIONS, Pair, Story, append_jsonl, read_records, story_id
+from creative_eval.steering import gating, hooks, settings
+from creative_eval.steering.settings import Steering
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings; paper defaults. temperature 0 means greedy."""
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 8
+
+    def kwargs(self) -> dict:
+        if self.temperature == 0:
+            return {"do_sample": False}
+        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": 0}
+
+
+@dataclass(kw_only=True)
+class Generation:
+    """Generated text and how many tokens it took; under a gate, how many decode steps it steered of those read."""
+
+    text: str
+    n_tokens: int
+    steered_steps: int | None = None
+    gate_steps: int | None = None
+
+
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    *,
+    steers: Sequence[hooks.Steer] = (),
+    gate: gating.Gate | None = None,
+    sampling: Sampling = Sampling(),
+    template: bool = True,
+    progress: bool = False,
+) -> list[Generation]:
+    """Batched generation (left-padded), optionally steered; each batch is seeded from `sampling.seed`
+    and its index, so the same prompts give the same stories in every condition when unsteered. A `gate`
+    opens and closes the one steer per decode step and row (gating) and counts the steps it steered."""
+    if gate is not None and len(steers) != 1:
+        raise ValueError(f"a gate controls exactly one steer, got {len(steers)}")
+    out: list[Generation] = []
+    device = next(model.parameters()).device
+    eos = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
+    starts = range(0, len(prompts), sampling.batch_size)
+    for b, k in enumerate(tqdm(starts, disable=not progress, desc="generate")):
+        batch = activations.encode(tokenizer, prompts[k : k + sampling.batch_size], template=template).left_padded()
+        state, gated = gate.attach(steers[0]) if gate else (None, None)
+        torch.manual_seed(sampling.seed + b)
+        with torch.inference_mode(), hooks.steering(model, [gated] if gated else steers, trace=state):
+            ids = model.generate(
+                input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling.kwargs(),
+            )
+        new = ids[:, batch.input_ids.shape[1] :].cpu()
+        alive = torch.cumprod(~torch.isin(new, torch.tensor(sorted(eos))), dim=1).bool()
+        steered, read = state.steered(new, eos) if state else ([None] * len(new), [None] * len(new))
+        for row in range(new.shape[0]):
+            n = int(alive[row].sum())
+            out.append(Generation(text=tokenizer.decode(new[row, :n], skip_special_tokens=True), n_tokens=n,
+                                  steered_steps=steered[row], gate_steps=read[row]))
+    return out
+
+
+def story_batches(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[Pair],
+    direction: Direction,
+    *,
+    steering: Steering = Steering(),
+    conditions: Sequence[str] = CONDITIONS,
+    sampling: Sampling = Sampling(),
+    model_id: str = "",
+    direction_file: str = "",
+    skip: Callable[[str, Sequence[Pair]], bool] = lambda condition, batch: False,
+    progress: bool = False,
+) -> Iterator[list[Story]]:
+    """Stories batch by batch, condition by condition, every setting recorded on each story. Batch b of a
+    condition is seeded from `sampling.seed + b` whichever batches run, so a resumed run (`skip` says which
+    batches are done) makes the same stories as an uninterrupted one."""
+    settings.check_conditions(conditions)
+    steer = hooks.Steer.of(direction, steering)
+    starts = range(0, len(pairs), sampling.batch_size)
+    bar = tqdm(total=len(conditions) * len(starts), disable=not progress, desc="generate")
+    for condition in conditions:
+        recorded = story_settings(direction, condition, steering, sampling, model_id=model_id,
+                                  direction_file=direction_file)
+        for b, k in enumerate(starts):
+            batch = pairs[k : k + sampling.batch_size]
+            bar.update()
+            if skip(condition, batch):
+                continue
+            prompts = [settings.prompt_of(p, condition) for p in batch]
+            gens = generate(model, tokenizer, prompts, steers=[steer] if settings.is_steered(condition) else [],
+                            sampling=replace(sampling, seed=sampling.seed + b), template=direction.template)
+            yield [Story(prompt_id=p.id, condition=condition, prompt=prompt, text=g.text,
+                         settings={**recorded, "n_tokens": g.n_tokens}) for p, prompt, g in zip(batch, prompts, gens)]
+    bar.close()
+
+
+def story_settings(direction: Direction, condition: str, steering: Steering, sampling: Sampling, *, model_id: str,
+                   direction_file: str) -> dict:
+    """What a story of `condition` made by this backend records (all but its own token count)."""
+    return settings.story_settings(direction, condition, steering, model_id=model_id, direction_file=direction_file,
+                                   **sampling.__dict__)
+
+
+def stories(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], direction: Direction,
+            **kwargs) -> list[Story]:
+    """Stories for each pair in each condition (the keyword arguments of `story_batches`), in memory."""
+    return [s for batch in story_batches(model, tokenizer, pairs, direction, **kwargs) for s in batch]
+
+
+def resume(path: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair],
+           direction: Direction, *, steering: Steering = Steering(), conditions: Sequence[str] = CONDITIONS,
+           sampling: Sampling = Sampling(), model_id: str = "", direction_file: str = "",
+           progress: bool = False) -> list[Story]:
+    """Stories appended to `path` (fsync'ed) batch by batch as they are made, under the file's lock; a story
+    already there with the same settings is kept, not remade, so a killed run loses at most one batch and a
+    re-run finishes it. A story already there with other settings is refused: pass another file."""
+    path = Path(path)
+    how = {"steering": steering, "sampling": sampling, "model_id": model_id, "direction_file": direction_file}
+    with outputs.writing(path):
+        done = {s.id: s for s in read_records(path, Story)} if path.is_file() else {}
+        for condition in conditions:
+            want = story_settings(direction, condition, **how)
+            for p in pairs:
+                _check_same(path, done.get(story_id(p.id, condition)), want)
+
+        def finished(condition: str, batch: Sequence[Pair]) -> bool:
+            return all(story_id(p.id, condition) in done for p in batch)
+
+        for batch in story_batches(model, tokenizer, pairs, direction, conditions=conditions, skip=finished,
+                                   progress=progress, **how):
+            for story in batch:
+                if story.id not in done:
+                    append_jsonl(path, story)
+                    done[story.id] = story
+    return [done[story_id(p.id, c)] for c in conditions for p in pairs]
+
+
+def check_out(path: str | Path, pairs: Sequence[Pair], conditions: Sequence[str], *, steering: Steering,
+              sampling: Sampling, model_id: str) -> None:
+    """Before any model loads: refuse an output holding stories of these prompts made with other settings (what the
+    direction decides, its layer, template and file, `resume` checks again once it is known)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    done = {s.id: s for s in read_records(path, Story)}
+    for condition in conditions:
+        want = {"model": model_id, **steering.record(condition), **sampling.__dict__}
+        for p in pairs:
+            _check_same(path, done.get(story_id(p.id, condition)), want)
+
+
+def _check_same(path: Path, story: Story | None, want: dict) -> None:
+    if story is None:
+        return
+    diff = {k: (story.settings.get(k), v) for k, v in want.items() if story.settings.get(k) != v}
+    if diff:
+        shown = ", ".join(f"{k} {a!r} there vs {b!r} now" for k, (a, b) in sorted(diff.items())[:4])
+        raise ValueError(f"{path}: story {story.id} was made with other settings ({shown}); pass another --out, "
+                         "or the same settings to resume")
+
+
+@torch.inference_mode()
+def perplexity(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], texts: Sequence[str],
+    *, template: bool = True, batch_size: int = 8,
+) -> list[float]:
+    """Perplexity of each text given its prompt under the (unsteered) model: a coherence check for steering."""
+    out = [float("nan")] * len(prompts)
+    device = next(model.parameters()).device
+    for k in range(0, len(prompts), batch_size):
+        batch = activations.encode(tokenizer, prompts[k : k + batch_size], texts[k : k + batch_size], template=template)
+        logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, batch.input_ids[:, 1:, None].to(device))[..., 0]
+        mask = batch.response_mask[:, 1:].to(device)
+        nll = -(logp * mask).sum(1) / mask.sum(1).clamp(min=1)
+        for row, value in enumerate(nll.exp().tolist()):
+            out[k + row] = value if batch.response_mask[row].any() else float("nan")
+    return out
