@@ -21,7 +21,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
 from creative_eval.stats import (_TIE, ArrayLike, Estimate, _binary, _bootstrap, _check_settings, _codes,
-                                 _percentile_estimate, _same_length, _vector, cluster_bootstrap, proportion_ci)
+                                 _percentile_estimate, _same_length, _vector, cluster_bootstrap, proportion)
 
 MIN_LOGIT_N = 10  # fewer pairs than this cannot support three logistic coefficients
 
@@ -47,17 +47,9 @@ def _decisions(x: ArrayLike, name: str) -> np.ndarray:
     return codes
 
 
-def _rate(
-    hits: np.ndarray, clusters: np.ndarray | None, *, confidence: float, n_boot: int, seed: int,
-    unit: str | None, extra: dict,
-) -> Estimate:
-    if clusters is None:
-        est = proportion_ci(int(hits.sum()), hits.size, confidence=confidence, unit=unit or "item")
-    else:
-        est = cluster_bootstrap(
-            hits.astype(float), clusters, np.mean, confidence=confidence, n_boot=n_boot, seed=seed,
-            unit=unit or "cluster",
-        )
+def _rate(hits: np.ndarray, clusters: np.ndarray | None, *, confidence: float, n_boot: int, seed: int,
+          unit: str | None, extra: dict) -> Estimate:
+    est = proportion(hits, clusters, confidence=confidence, n_boot=n_boot, seed=seed, unit=unit)
     return replace(est, extra={**est.extra, **extra, "k": int(hits.sum()), "n_items": int(hits.size)})
 
 

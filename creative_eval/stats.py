@@ -24,6 +24,7 @@ from statsmodels.stats.weightstats import DescrStatsW
 
 ArrayLike = Sequence[Any] | np.ndarray
 _TIE = -1
+MIN_N = 10  # below this many independent units an interval says little: it is shown as "n too small"
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,10 @@ def mean_ci(
     n_boot: int = 2000,
     seed: int = 0,
     unit: str = "item",
+    bounds: tuple[float, float] | None = None,
 ) -> Estimate:
-    """Mean with a t (DescrStatsW) or BCa (scipy.stats.bootstrap) interval.
+    """Mean with a t (DescrStatsW) or BCa (scipy.stats.bootstrap) interval, cut to `bounds` (the range the
+    quantity can take, e.g. (0, 1) for a mean probability), so an interval never claims impossible values.
 
     Resampling unit: the elements of x, assumed independent; aggregate to the
     independent unit first (or use cluster_bootstrap). NaNs are dropped and
@@ -170,6 +173,8 @@ def mean_ci(
             method="BCa", rng=np.random.default_rng(seed),
         )
         low, high = res.confidence_interval
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
     return Estimate(point, float(low), float(high), n, unit, method, extra)
 
 
@@ -185,7 +190,36 @@ def proportion_ci(k: int, n: int, *, confidence: float = 0.95, unit: str = "item
     if n == 0:
         return Estimate(np.nan, np.nan, np.nan, 0, unit, "wilson", {"k": 0})
     low, high = proportion_confint(k, n, alpha=1 - confidence, method="wilson")
-    return Estimate(k / n, float(low), float(high), int(n), unit, "wilson", {"k": int(k)})
+    low, high = (0.0 if k == 0 else float(low)), (1.0 if k == n else float(high))  # exact ends, not 5.6e-17
+    return Estimate(k / n, low, high, int(n), unit, "wilson", {"k": int(k)})
+
+
+def proportion(
+    hits: ArrayLike,
+    clusters: ArrayLike | None = None,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    unit: str | None = None,
+) -> Estimate:
+    """The one interval rule for a share of 0/1 outcomes: Wilson over the items, unless `clusters` group several
+    items (e.g. the stories of one prompt), then a cluster bootstrap (percentile, so inside [0, 1]); where that
+    collapses (fewer than two clusters, or every resample alike, as when all are wrong) Wilson over the items
+    stands instead, and `method` says so."""
+    arr = _binary(hits, "hits")
+    k, n = int(arr.sum()), int(arr.size)
+    groups = None if clusters is None else _groups(clusters, n, "hits")
+    if groups is None or np.bincount(groups).max(initial=0) <= 1:
+        unit = unit or ("item" if groups is None else "cluster")
+        return proportion_ci(k, n, confidence=confidence, unit=unit)
+    est = cluster_bootstrap(arr.astype(float), groups, np.mean, confidence=confidence, n_boot=n_boot, seed=seed,
+                            unit=unit or "cluster")
+    if np.isfinite(est.ci_low) and est.ci_high > est.ci_low:
+        return est
+    wilson = proportion_ci(k, n, confidence=confidence, unit="item")
+    return Estimate(wilson.estimate, wilson.ci_low, wilson.ci_high, est.n, est.unit,
+                    "wilson over items (the cluster bootstrap collapsed)", {**est.extra, "k": k, "n_items": n})
 
 
 def cluster_bootstrap(

@@ -50,15 +50,24 @@ def ci95_high(items: Sequence[float]) -> float:
     return _ci(items).ci_high
 
 
-def _ci(items: Sequence[float]) -> stats.Estimate:
-    """Wilson for 0/1 outcomes (rates), t otherwise; NaN (invalid judgements, or no P(first) from the probe)
-    dropped; no values at all give NaN bounds."""
+def p_ci95_low(items: Sequence[float]) -> float:
+    """ci95_low of a mean probability: the interval stays inside [0, 1]."""
+    return _ci(items, (0, 1)).ci_low
+
+
+def p_ci95_high(items: Sequence[float]) -> float:
+    return _ci(items, (0, 1)).ci_high
+
+
+def _ci(items: Sequence[float], bounds: tuple[float, float] | None = None) -> stats.Estimate:
+    """Wilson for 0/1 outcomes (rates), t otherwise (cut to `bounds`); NaN (invalid judgements, or no P(first)
+    from the probe) dropped; no values at all give NaN bounds."""
     values = [float(v) for v in items if not math.isnan(float(v))]
     if not values:
         return stats.Estimate(math.nan, math.nan, math.nan, 0, "item", "none: no values")
     if values and set(values) <= {0.0, 1.0}:
         return stats.proportion_ci(int(sum(values)), len(values))
-    return stats.mean_ci(values)
+    return stats.mean_ci(values, bounds=bounds)
 
 
 def _judge_preset(meta: dict) -> str:

@@ -249,7 +249,7 @@ def _auroc(judged: Sequence[_Judged], n_boot: int, seed: int) -> tuple[stats.Est
 def _position_bias(judged: Sequence[_Judged]) -> stats.Estimate | None:
     """Mean P(first shown is better) over both orders; 0.5 is no position bias."""
     both = [(p[0] + p[1]) / 2 for j in judged if (p := j.p_first) is not None]
-    return stats.mean_ci(both, unit="pair") if both else None
+    return stats.mean_ci(both, unit="pair", bounds=(0, 1)) if both else None
 
 
 def _order_consistency(judged: Sequence[_Judged]) -> stats.Estimate | None:

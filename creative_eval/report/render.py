@@ -8,15 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from creative_eval import stats
 from creative_eval.report.checks import Check, check_rows
 
 
 def fmt_estimate(e: dict | None, digits: int = 2) -> str:
-    """`0.50 [0.29, 0.71]`, or `–` for a missing or undefined estimate."""
+    """`0.50 [0.29, 0.71]`; `0.67 (n too small for a CI)` below `stats.MIN_N`, where an interval would look
+    informative and is not; `–` for a missing or undefined estimate."""
     if not e or e.get("estimate") is None:
         return "–"
     if e.get("ci_low") is None:
         return f"{e['estimate']:.{digits}f}"
+    if e.get("n") is not None and e["n"] < stats.MIN_N:
+        return f"{e['estimate']:.{digits}f} (n too small for a CI)"
     return f"{e['estimate']:.{digits}f} [{e['ci_low']:.{digits}f}, {e['ci_high']:.{digits}f}]"
 
 

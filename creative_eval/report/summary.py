@@ -116,7 +116,7 @@ def pair_biases(preferences: Iterable[Preference], words: dict[str, int]) -> dic
              and p.story_a in words and p.story_b in words and words[p.story_a] != words[p.story_b]]
     longer = sum((p.decision == "A") == (a > b) for p, a, b in sized)
     first = [(p.p_first_ab + p.p_first_ba) / 2 for p in ok if p.p_first_ab is not None and p.p_first_ba is not None]
-    return {"position_bias": _est(stats.mean_ci(first, unit="pair")) if first else None,
+    return {"position_bias": _est(stats.mean_ci(first, unit="pair", bounds=(0, 1))) if first else None,
             "position_consistency": _est(stats.proportion_ci(sum(bool(p.consistent) for p in ok), len(ok), unit="pair")),
             "longer_wins": _est(stats.proportion_ci(longer, len(sized), unit="pair"))}
 
