@@ -42,3 +42,19 @@ def test_import_is_light():
     code = "import sys, creative_eval; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_demo_takes_any_model(monkeypatch, tmp_path, capsys):
+    from creative_eval import cli
+
+    seen = []
+
+    def load(name, dtype=None, device_map=None):
+        seen.append((name, dtype, device_map))
+        raise RuntimeError("stop after the load")
+
+    monkeypatch.setattr(models, "load", load)
+    code = cli.main(["demo", "--model", "meta-llama/Meta-Llama-3-8B-Instruct", "--dtype", "bfloat16",
+                     "--device-map", "auto", "--n", "2", "--out", str(tmp_path / "d")])
+    assert code == 2 and seen == [("meta-llama/Meta-Llama-3-8B-Instruct", "bfloat16", "auto")]
+    assert "stop after the load" in capsys.readouterr().err

@@ -18,11 +18,15 @@ COMPARISONS = (("induced", "baseline"), ("creative", "baseline"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job end to end on the embedded model")
+    p = sub.add_parser("demo", help="the main job end to end (default: the embedded model; a minute with "
+                                    "--n 4 --max-new-tokens 32)")
+    a.model_args(p)
     p.add_argument("--n", type=a.positive_int, default=30, help="number of test prompts (default 30)")
-    p.add_argument("--max-new-tokens", type=a.positive_int, default=128)
-    p.add_argument("--alpha", type=a.finite, default=settings.DEFAULT_ALPHA, help="lambda, relative norm")
-    p.add_argument("--wq", type=a.count, default=40, help="WQ expert pairs for the agreement-with-people panel (0: none)")
+    p.add_argument("--max-new-tokens", type=a.positive_int, default=128, help="tokens per story (default 128)")
+    p.add_argument("--alpha", type=a.finite, default=settings.DEFAULT_ALPHA,
+                   help=f"lambda, relative norm (default {settings.DEFAULT_ALPHA})")
+    p.add_argument("--wq", type=a.count, default=40,
+                   help="WQ expert pairs for the agreement-with-people panel (default 40; 0: none)")
     p.add_argument("--out", default="reports/demo", help="run and report folder (a re-run resumes)")
     p.set_defaults(run=run, outputs=lambda args: outputs.check_folder(args.out))
 
@@ -31,7 +35,7 @@ def run(args: argparse.Namespace) -> None:
     from creative_eval import report
 
     path = demo(args.out, n=args.n, max_new_tokens=args.max_new_tokens, steering=settings.Steering(args.alpha),
-                wq_pairs=args.wq)
+                wq_pairs=args.wq, model_id=args.model, dtype=args.dtype, device_map=args.device_map)
     report.print_summary(report.read_summary(path)["summary"])
     print(f"report: {path} (figure: {path.parent / 'figure1.png'})")
 
@@ -49,8 +53,9 @@ def judge_all(judge, stories: Sequence, pair_items: Sequence, out: Path) -> tupl
 
 
 def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 128,
-         steering: settings.Steering = settings.Steering(), wq_pairs: int = 40, seed: int = 0) -> Path:
-    """The main job on the embedded model; returns the report's path.
+         steering: settings.Steering = settings.Steering(), wq_pairs: int = 40, seed: int = 0,
+         model_id: str = "embedded", dtype: str | None = None, device_map: str | None = None) -> Path:
+    """The main job on `model_id` (default the embedded model); returns the report's path.
 
     Stories for `n` test prompts in three conditions, judged by the model itself (0-9 rating, pairwise in both
     orders, position-debiased) and by the probe; with WQ present, both judges also compare `wq_pairs` expert-
@@ -63,12 +68,12 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
     from creative_eval.steering import generate
 
     out = Path(out)
-    model, tokenizer = models.load(models.EMBEDDED)
-    d, d_path = sources.resolve("auto", model, tokenizer, models.EMBEDDED, progress=True)
+    model, tokenizer = models.load(model_id, dtype, device_map)
+    d, d_path = sources.resolve("auto", model, tokenizer, model_id, progress=True)
     selected = pairs.load_pairs(pairs.SHIPPED, "test")[:n]
     sampling = generate.Sampling(max_new_tokens, seed=seed)
     stories = generate.resume(out / "stories.jsonl", model, tokenizer, selected, d, steering=steering,
-                              sampling=sampling, model_id=models.EMBEDDED, direction_file=d_path, progress=True)
+                              sampling=sampling, model_id=model_id, direction_file=d_path, progress=True)
     items = [item for x, y in COMPARISONS for item in judges.pairs_by_condition(stories, x, y)]
     have_wq = wq_pairs and (humans.WQ_DIR / humans.WQ_FILE).is_file()
     wq_stories, labels = humans.wq_sample(wq_pairs, seed) if have_wq else ([], [])
@@ -84,7 +89,7 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
             **controls.describe(controls.condition_comparisons(stories, *states, d.vector, "input+response"))}
     if labels:
         meta["human_label"] = f"WQ experts' writing-quality preference, {len(labels)} pairs (seed {seed})"
-    steering_frontier = frontier.demo(model, tokenizer, d, selected, out / "frontier", model_id=models.EMBEDDED)
+    steering_frontier = frontier.demo(model, tokenizer, d, selected, out / "frontier", model_id=model_id)
     report.write_frontier(steering_frontier, out / "frontier")
     return report.build(out.name, stories, ratings, preferences + probe_preferences, probe_scores, labels,
                         meta, out_root=out.parent, human_stories=wq_stories, frontier=steering_frontier)
