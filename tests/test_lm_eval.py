@@ -123,6 +123,16 @@ def test_lm_eval_cli_results_have_finite_metrics_and_cis(lm_eval_run):
             assert low <= value <= high, (task, m, low, value, high)
 
 
+def test_lm_eval_results_name_the_steering_the_device_and_the_judge(lm_eval_run):
+    out, _ = lm_eval_run
+    doc = json.loads(next(out.rglob("results_*.json")).read_text())
+    steered = doc["config"]["steered_hf"]
+    assert steered["model"] == "embedded" and steered["alpha"] == 0.2 and steered["layer"] == 17
+    assert steered["direction"].endswith(".safetensors") and steered["device_used"] == "cpu"
+    for task in ("creative_rating", "creative_pairwise"):
+        assert doc["configs"][task]["metadata"]["judge"] == "embedded"
+
+
 def test_lm_eval_cli_logs_per_sample_judgements(lm_eval_run):
     out, _ = lm_eval_run
     sample = json.loads(next(out.rglob("samples_creative_probe_*.jsonl")).read_text().splitlines()[0])

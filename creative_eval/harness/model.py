@@ -4,12 +4,18 @@ model_args: pretrained (default `embedded`), direction (file or `auto`), layer, 
 positions, probe. A request whose gen_kwargs hold `steer: false` runs unsteered, so one run can produce the
 baseline and the steered story; `chat: true` renders the prompt with the tokenizer's chat template (the
 direction was read through it) unless `--apply_chat_template` already did.
+
+A model_arg that cannot be used raises `ModelArgsError`, one line naming the argument and the fix; lm-eval's
+command line lets it end the process, so the process then prints that line instead of a traceback through
+lm-eval (`creative-eval lm-eval` prints it as its own error line, exit status 2).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +32,39 @@ from creative_eval.steering.settings import Steering
 
 OWN_ARGS = ("pretrained", "direction", "layer", "alpha", "norm", "positions", "probe")
 REQUEST_FLAGS = ("steer", "chat")
+EXAMPLES = {"alpha": "alpha=0.2", "layer": "layer=17"}
+
+
+class ModelArgsError(ValueError):
+    """A steered_hf model_arg that cannot be used: the message names it and the fix."""
+
+
+class DirectionArgsError(ModelArgsError, direction_mod.DirectionMismatchError):
+    """direction= names a direction made for another model."""
+
+
+def _refused(e: Exception) -> ModelArgsError:
+    """The project's error about a model_arg as one line, printed alone if nothing catches it (`_one_line`)."""
+    _one_line()
+    kind = DirectionArgsError if isinstance(e, direction_mod.DirectionMismatchError) else ModelArgsError
+    return kind(f"steered_hf model_args: {' '.join(str(e).split())}")
+
+
+def _one_line() -> None:
+    """Let an uncaught ModelArgsError end the process with its message only: the traceback runs through lm-eval's
+    command line and says nothing about the argument. Other errors keep Python's report."""
+    previous = sys.excepthook
+    if getattr(previous, "steered_hf", False):
+        return
+
+    def hook(kind, value, tb):
+        if isinstance(value, ModelArgsError):
+            print(f"{Path(sys.argv[0]).name or 'python'}: error: {value}", file=sys.stderr, flush=True)
+        else:
+            previous(kind, value, tb)
+
+    hook.steered_hf = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def _as_bool(name: str, value: Any) -> bool:
@@ -36,16 +75,16 @@ def _as_bool(name: str, value: Any) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ValueError(f"{name}={value!r} is not a boolean; use true or false")
+    raise ValueError(f"{name}={value!r} is not a boolean; use {name}=true or {name}=false")
 
 
 def _as_float(name: str, value: Any) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} is not a number") from None
+        raise ValueError(f"{name}={value!r} is not a number; write e.g. {EXAMPLES.get(name, name + '=1')}") from None
     if not math.isfinite(out):
-        raise ValueError(f"{name}={value!r} must be finite")
+        raise ValueError(f"{name}={value!r} must be finite; write e.g. {EXAMPLES.get(name, name + '=1')}")
     return out
 
 
@@ -55,7 +94,7 @@ def _as_layer(value: Any) -> int | None:
         return None
     number = _as_float("layer", value)
     if number != int(number):
-        raise ValueError(f"layer={value!r} is not a whole number")
+        raise ValueError(f"layer={value!r} is not a whole number; write e.g. layer=17")
     return int(number)
 
 
@@ -67,6 +106,13 @@ def _check_unknown(kwargs: dict[str, Any]) -> None:
             f"steered_hf: unknown model_args {unknown}; steered_hf takes {', '.join(OWN_ARGS)} "
             f"plus HFLM's {', '.join(sorted(known))}"
         )
+
+
+def _direction_arg(value: Any) -> sources.Named:
+    try:
+        return sources.parse(str(value))
+    except (ValueError, OSError) as e:
+        raise ValueError(f"direction={e}; e.g. direction=auto") from None
 
 
 @register_model(MODEL_NAME)
@@ -86,15 +132,22 @@ class SteeredHF(HFLM):
         probe: Any = False,
         **kwargs: Any,
     ):
-        _check_unknown(kwargs)
-        setting = Steering(steering.DEFAULT_ALPHA if alpha is None else _as_float("alpha", alpha), str(norm),
-                           str(positions))
-        layer = _as_layer(layer)
-        named = sources.parse(str(direction))  # a bad file fails before the model loads
-        self.record_probe = _as_bool("probe", probe)
-        self.model_id = str(pretrained)
-        super().__init__(pretrained=models.resolve(self.model_id), **kwargs)
-        self.direction, self.direction_file = self._direction(named, layer)
+        try:  # every argument of ours is checked before the model loads
+            _check_unknown(kwargs)
+            setting = Steering(steering.DEFAULT_ALPHA if alpha is None else _as_float("alpha", alpha), str(norm),
+                               str(positions))
+            layer = _as_layer(layer)
+            named = _direction_arg(direction)
+            self.record_probe = _as_bool("probe", probe)
+            self.model_id = str(pretrained)
+            resolved = models.resolve(self.model_id)
+        except (ValueError, OSError, models.ModelLoadError) as e:
+            raise _refused(e) from None
+        super().__init__(pretrained=resolved, **kwargs)
+        try:  # a direction made for another model, a layer it was not extracted at
+            self.direction, self.direction_file = self._direction(named, layer)
+        except (ValueError, OSError) as e:
+            raise _refused(e) from None
         self.steering = setting
         self.steer = steering.Steer.of(self.direction, setting)
         self.settings = settings.story_settings(self.direction, settings.STEERED, setting, model_id=self.model_id,
@@ -111,6 +164,11 @@ class SteeredHF(HFLM):
         if parallel and self.rank == 0:
             self.accelerator.wait_for_everyone()
         return out
+
+    def get_model_info(self) -> dict[str, Any]:
+        """What lm-eval's results record of the model, plus the steering (model, direction, layer, alpha, norm,
+        positions) and the device the model is really on (lm-eval's `device` is the one asked for)."""
+        return {**super().get_model_info(), "steered_hf": {**self.settings, "device_used": str(self.device)}}
 
     def _steering(self, on: bool = True):
         return steering.steering(self.model, [self.steer] if on else [])

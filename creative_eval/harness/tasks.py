@@ -87,6 +87,8 @@ class CreativeTask(ConfigurableTask):
         if self.measure not in MEASURES:
             raise ValueError(f"{self.config.task}: metadata.measure={self.measure!r} is not one of {MEASURES}")
         self.judge = self._load_judge(meta) if self.measure in ("rating", "pairwise") else None
+        if self.judge is not None:  # the results name who judged, also when the default judge did
+            self.config.metadata = {**meta, "judge": self.judge.id}
 
     def _load_judge(self, meta: dict):
         return judges.load_judge(_judge_preset(meta))
