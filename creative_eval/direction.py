@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from creative_eval import __version__, activations, models
+from creative_eval import __version__, activations, models, outputs
 from creative_eval import pairs as pairs_mod
 from creative_eval.records import Pair
 
@@ -158,10 +158,11 @@ def extract(
 
 
 def save(direction: Direction, path: str | Path) -> Path:
-    """Write vector + metadata as safetensors (no pickle)."""
+    """Write vector + metadata as safetensors (no pickle), whole or not at all (`outputs.replacing`: a full disk
+    or a kill leaves no half-written file, and the error names the file and the cause)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"direction": direction.vector.detach().float().contiguous().cpu()}, str(path), metadata=direction.meta)
+    with outputs.replacing(path) as tmp:
+        save_file({"direction": direction.vector.detach().float().contiguous().cpu()}, str(tmp), metadata=direction.meta)
     return path
 
 
@@ -239,6 +240,5 @@ def cached(path: Path, model: PreTrainedModel, make: Callable[[], Direction]) ->
     if path.is_file():
         return load(path, model)
     d = make()
-    tmp = path.with_name(path.name + ".tmp")
-    save(d, tmp).rename(path)
+    save(d, path)
     return d

@@ -5,12 +5,16 @@ half-written: an output is never one of the command's own inputs; a missing fold
 path under a file or an unwritable place is refused; a JSONL output that already holds another record type is
 refused before a line is appended. `writing(path)` holds an exclusive lock (`.<file>.lock` beside it, released
 by the system when a process dies) while a command appends, so a second writer waits and then resumes
-instead of writing every key again.
+instead of writing every key again. `replacing(path)` writes a whole file (a direction, an export) under a
+temporary name beside it and moves it into place only once complete, so a full disk or a kill never leaves a
+half-written file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -98,3 +102,52 @@ def writing(path: str | Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in `path`'s folder to write the whole file to; on success it replaces `path`
+    (os.replace: readers see the old file or the new one, never a part). A writer that fails (no space left, a
+    file-size limit, any error of the format's library) leaves nothing behind and is raised as an OSError naming
+    `path` and the cause; an interrupt removes the temporary file too."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # on disk before it takes the name
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except (ValueError, TypeError):  # the caller's own checks: not a write failure
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(*_cause(e), str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def short_write(tmp: Path) -> OSError:
+    """The error of a writer that reported success but left a shorter file (numpy's tofile can lose a failed
+    write): at the file-size limit EFBIG, else ENOSPC."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    full = soft != resource.RLIM_INFINITY and tmp.stat().st_size >= soft
+    return OSError(errno.EFBIG if full else errno.ENOSPC, os.strerror(errno.EFBIG if full else errno.ENOSPC))
+
+
+def _cause(e: Exception) -> tuple[int, str]:
+    """(errno, what went wrong) of a failed write, also from libraries that wrap the OSError in their own error
+    (safetensors says `os error 28`)."""
+    if isinstance(e, OSError) and e.errno:
+        return e.errno, f"not written ({e.strerror})"
+    found = re.search(r"(?:code|errno|os error)[:= ]+(\d+)", str(e))
+    number = int(found.group(1)) if found else errno.EIO
+    what = os.strerror(number) if found else " ".join(str(e).split())[:160]
+    return number, f"not written ({what})"

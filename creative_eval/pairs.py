@@ -15,7 +15,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from creative_eval.records import FirstLines, Pair, read_text
+from creative_eval.records import FirstLines, Pair, json_lines, nfc, read_text
 
 SHIPPED = "pairs"
 ROBUSTNESS = "robustness"
@@ -58,7 +58,7 @@ def _rows(path: Path) -> list[tuple[int, dict]]:
                              "quotes or line breaks") from None
         return rows
     rows = []
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(json_lines(text), 1):
         if line.strip():
             try:
                 rows.append((i, json.loads(line)))
@@ -79,7 +79,7 @@ def _pair(path: Path, line: int, row: object) -> Pair:
         if not value.strip():
             raise PairsError(f"{path}:{line}: field {key!r} is empty; give it a non-empty string")
     return Pair(
-        id=row["id"].strip(),
+        id=nfc(row["id"].strip()),
         creative=row["creative"].strip(),
         uncreative=row["uncreative"].strip(),
         split=row["split"].strip(),
@@ -94,7 +94,7 @@ def load_pairs(source: str | Path = SHIPPED, split: str | None = None) -> list[P
     pairs, seen = [], FirstLines(path, "pair", "give every pair its own id", PairsError)
     for line, row in _rows(path):
         pair = _pair(path, line, row)
-        seen.add(pair.id, line)
+        seen.add(pair.id, line, row["id"].strip())
         pairs.append(pair)
     if not pairs:
         raise PairsError(f"{path}: no pairs; add lines with {', '.join(REQUIRED)}")

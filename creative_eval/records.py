@@ -1,6 +1,9 @@
 """The records that flow between stages, and their one file format: JSON Lines, one record per line.
 
-Appends are flushed and fsync'ed line by line so that a killed process loses nothing it finished.
+Appends are flushed and fsync'ed line by line so that a killed process loses nothing it finished. Files from other
+tools are read as they come: a UTF-8 byte-order mark, CRLF line ends and a last line without its newline are
+accepted, and ids (prompt ids, conditions, story ids) are normalised to Unicode NFC when read, so an id typed on
+one system matches the same id written on another.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
@@ -147,7 +151,7 @@ def mend_tail(path: str | Path) -> None:
         data = f.read()
         start = data.rfind(b"\n") + 1
         try:
-            json.loads(data[start:])
+            json.loads(data[start:].decode("utf-8-sig"))  # a cut multi-byte character is a torn line too
             f.write(b"\n")
         except ValueError:
             f.truncate(start)
@@ -156,14 +160,40 @@ def mend_tail(path: str | Path) -> None:
 
 
 def append_jsonl(path: str | Path, record: Any) -> None:
-    """Append one record durably (flush + fsync), so a crash right after loses nothing."""
+    """Append one record durably (fsync), so a crash right after loses nothing.
+
+    The line goes out in one write() call, so a signal handler (Ctrl-C) runs before or after it, never inside
+    it. A write the disk cannot take (no space, a file-size limit) is cut back to the last whole record and
+    raised as an OSError naming the file; a process killed mid-write leaves a partial line that `mend_tail`
+    cuts before the next append."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(record if isinstance(record, dict) else to_dict(record), ensure_ascii=False) + "\n").encode()
     mend_tail(path)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record if isinstance(record, dict) else to_dict(record), ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    start, written = os.fstat(fd).st_size, 0
+    try:
+        written = os.write(fd, data)
+        while written < len(data):  # a short write: the disk is full or a size limit reached; the next one says which
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    except OSError as e:
+        _cut(fd, start, written, len(data))
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    except BaseException:
+        _cut(fd, start, written, len(data))
+        raise
+    finally:
+        os.close(fd)
+
+
+def _cut(fd: int, start: int, written: int, size: int) -> None:
+    """Take back a partly written line, so the file ends on its last whole record."""
+    if 0 < written < size:
+        try:
+            os.ftruncate(fd, start)
+        except OSError:
+            pass  # mend_tail cuts it before the next append
 
 
 def read_text(path: Path, error: type[Exception] = ValueError) -> str:
@@ -177,14 +207,21 @@ def read_text(path: Path, error: type[Exception] = ValueError) -> str:
         raise error(f"{path}:{line}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
 
 
+def json_lines(text: str) -> list[str]:
+    """The lines of a JSONL text, LF or CRLF ended. Only a newline ends a line: U+2028, U+0085 and the like may
+    stand unescaped inside a JSON string (json.dumps with ensure_ascii=False writes them so), where
+    str.splitlines would cut the record in two."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object); a torn last line (a killed writer) is skipped, other bad lines raise,
-    naming the file and line."""
+    """Yield (line number, object); a torn last line (a killed writer: no newline after it and not valid JSON)
+    is skipped, a whole last line without its newline is read, other bad lines raise, naming the file and line."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path}: is a folder; pass a JSONL file")
     text = read_text(path)
-    lines = text.splitlines()
+    lines = json_lines(text)
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -200,10 +237,23 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield i, obj
 
 
+ID_FIELDS = ("id", "prompt_id", "condition", "story_id", "pair_id", "story_a", "story_b", "item_id")
+
+
+def nfc(text: str) -> str:
+    """An id in Unicode NFC: "café" typed on one system and "cafe\u0301" written by another are one id."""
+    return unicodedata.normalize("NFC", text)
+
+
+def nfc_ids(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` with its id fields in NFC (texts are left as written: their hashes key the stores)."""
+    return {k: nfc(v) if k in ID_FIELDS and isinstance(v, str) else v for k, v in obj.items()}
+
+
 def from_dict(cls: type[R], obj: dict[str, Any]) -> R:
-    """A record from a dict that may carry extra fields (e.g. a store's key)."""
+    """A record from a dict that may carry extra fields (e.g. a store's key); ids are read in NFC."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in obj.items() if k in names})
+    return cls(**{k: v for k, v in nfc_ids(obj).items() if k in names})
 
 
 def read_records(path: str | Path, cls: type[R]) -> list[R]:
@@ -254,12 +304,18 @@ class FirstLines(dict):
     def __init__(self, path: str | Path, what: str, fix: str, error: type[Exception] = ValueError):
         super().__init__()
         self.path, self.what, self.fix, self.error = path, what, fix, error
+        self.spelled: dict[str, str] = {}
 
-    def add(self, ident: str, line: int) -> None:
+    def add(self, ident: str, line: int, raw: str | None = None) -> None:
+        """`ident` in NFC; `raw`, the id as the file spells it, tells two spellings of one id apart."""
+        raw = ident if raw is None else raw
         if ident in self:
+            how = (" (the two lines spell it with different Unicode code points, the same text once normalised to "
+                   "NFC)" if raw != self.spelled[ident] else "")
             raise self.error(f"{self.path}:{line}: duplicate id {ident!r}: {self.what} {ident} again (first on line "
-                             f"{self[ident]}); {self.fix}")
+                             f"{self[ident]}){how}; {self.fix}")
         self[ident] = line
+        self.spelled[ident] = raw
 
 
 def read_stories(path: str | Path) -> list[Story]:
@@ -281,7 +337,7 @@ def read_stories(path: str | Path) -> list[Story]:
             raise ValueError(f"{path}:{i}: condition {obj['condition']!r} holds a colon; rename it (story ids are "
                              "<prompt_id>:<condition>)")
         story = from_dict(Story, obj)
-        seen.add(story.id, i)
+        seen.add(story.id, i, story_id(obj["prompt_id"], obj["condition"]))
         out.append(story)
     if not out:
         raise ValueError(f"{path}: no stories; pass a stories JSONL file from `creative-eval generate`")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import unicodedata
 from pathlib import Path
 
 from creative_eval import models, outputs, pairs, sources
@@ -189,8 +190,9 @@ def people_args(p: argparse.ArgumentParser) -> None:
 
 
 def condition_pair(text: str) -> tuple[str, str]:
-    """`A:B`, the one spelling of a condition pair (stories may carry any condition or source label)."""
-    a, sep, b = (part.strip() for part in text.partition(":"))
+    """`A:B`, the one spelling of a condition pair (stories may carry any condition or source label), in NFC
+    like the conditions read from files."""
+    a, sep, b = (unicodedata.normalize("NFC", part.strip()) for part in text.partition(":"))
     if not sep or not a or not b or a == b:
         raise argparse.ArgumentTypeError(f"{text!r} is not two different conditions like induced:baseline")
     return a, b

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from creative_eval import activations, models, outputs, pairs, sources
 from creative_eval.cli import args as a
+from creative_eval.cli.stopping import WHOLE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", choices=activations.POOLINGS, default="mean")
     p.add_argument("--no-template", action="store_true", help="read prompts without the chat template")
     p.add_argument("--out", required=True, help="where to write the .safetensors file")
-    p.set_defaults(run=direction, outputs=lambda args: a.check_new_file(args.out, a.pairs_inputs(args)))
+    p.set_defaults(run=direction, outputs=lambda args: a.check_new_file(args.out, a.pairs_inputs(args)),
+                   saves=lambda args: [(args.out, WHOLE)])
 
     p = sub.add_parser("sweep", help="AUROC of the probe at every layer; recommends a layer")
     a.model_args(p)
@@ -56,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.steering_args(p, positions=False)
     p.add_argument("--out", required=True, help="the .pt (lm-eval-steered) or .gguf (llamacpp-cvec) file to write")
     p.set_defaults(run=export, outputs=lambda args: a.check_new_file(
-        args.out, a.pairs_inputs(args) + ([] if args.direction in sources.SOURCES else [args.direction])))
+        args.out, a.pairs_inputs(args) + ([] if args.direction in sources.SOURCES else [args.direction])),
+                   saves=lambda args: [(args.out, WHOLE)])
 
 
 def direction(args: argparse.Namespace) -> None:

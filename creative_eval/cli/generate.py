@@ -9,6 +9,7 @@ from pathlib import Path
 
 from creative_eval import outputs, pairs, sources
 from creative_eval.cli import args as a
+from creative_eval.cli import stopping
 from creative_eval.records import CONDITIONS
 from creative_eval.steering import settings
 
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=a.positive_int, default=None, help="llamacpp: CPU threads (default: all cores)")
     p.add_argument("--out", required=True, help="stories JSONL")
     p.set_defaults(run=generate, outputs=lambda args: outputs.check_file(args.out, inputs=a.pairs_inputs(args),
-                                                                         kind="story"))
+                                                                         kind="story"),
+                   saves=lambda args: [(args.out, "stories")])
 
     p = sub.add_parser("steer-sweep", help="the steering frontier: creativity gain by other judges vs coherence "
                                            "cost, against a random direction; recommends lambda")
@@ -81,6 +83,7 @@ def sampling_of(args: argparse.Namespace):
 
 
 def generate(args: argparse.Namespace) -> None:
+    stopping.expect(args.out, len(pairs.load_pairs(args.pairs, args.split)[: args.limit]) * len(args.conditions))
     if args.backend == "llamacpp":
         return generate_llamacpp(args)
     from creative_eval.steering import generate as generate_mod

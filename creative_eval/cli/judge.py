@@ -9,6 +9,7 @@ from pathlib import Path
 
 from creative_eval import outputs, probe
 from creative_eval.cli import args as a
+from creative_eval.cli import stopping
 from creative_eval.records import Story
 
 
@@ -20,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokens", choices=probe.TOKENS, default="input+response")
     p.add_argument("--out", default=None, help="JSONL of scores (default: print a summary only)")
     p.set_defaults(run=score, outputs=lambda args: args.out and outputs.check_file(args.out, inputs=[args.input],
-                                                                                   kind="probe"))
+                                                                                   kind="probe"),
+                   saves=lambda args: [(args.out, "scores")])
 
     p = sub.add_parser("judge", help="0-9 ratings or pairwise preferences of stories by a judge preset")
     p.add_argument("--judge", type=a.preset, required=True,
@@ -31,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pairwise: the conditions (or source labels) paired per prompt id (default induced:baseline)")
     p.add_argument("--out", required=True, help="judgements JSONL (appended as made; a re-run resumes)")
     p.set_defaults(run=judge, outputs=lambda args: outputs.check_file(
-        args.out, inputs=[args.input], kind="rating" if args.mode == "rating" else "preference"))
+        args.out, inputs=[args.input], kind="rating" if args.mode == "rating" else "preference"),
+                   saves=lambda args: [(args.out, "judgements")])
 
     p = sub.add_parser("agreement", help="judges vs people: accuracy, AUROC, length control, beside trivial judges")
     p.add_argument("--judge", type=a.preset, nargs="+", required=True,
@@ -57,6 +60,7 @@ def score(args: argparse.Namespace) -> None:
     from creative_eval.records import read_stories
 
     stories = read_stories(args.input)
+    stopping.expect(args.out, len(stories))
     model, tokenizer = a.load_model(args)
     d, _ = a.resolve_direction(args, model, tokenizer)
     scorer = probe.Probe(model, tokenizer, d, tokens=args.tokens)
@@ -100,6 +104,7 @@ def judge(args: argparse.Namespace) -> None:
 
     stories = read_stories(args.input)
     items = stories if args.mode == "rating" else pairs_of(args.input, stories, args.compare)
+    stopping.expect(args.out, len(items))
     out = judges.run(judges.load_judge(args.judge), args.mode, items, args.out, progress=True)
     invalid = sum(not r["status"].startswith("ok") for r in out)
     cut = sum(r.get("truncated_tokens", 0) > 0 for r in out)

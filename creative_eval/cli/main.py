@@ -1,5 +1,6 @@
 """`creative-eval` command line: one module per command group holds each command's arguments, output checks
-and body; this module only gathers them and turns errors into one line and exit status 2."""
+and body; this module only gathers them and turns errors into one line and exit status 2, and (`stopping`)
+Ctrl-C, SIGTERM and a full disk into one line saying what is saved (status 130, 143 or 2)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from creative_eval import __version__
 from creative_eval.cli import args as cli_args
-from creative_eval.cli import demo, extract, generate, judge, lm_eval, report
+from creative_eval.cli import demo, extract, generate, judge, lm_eval, report, stopping
 
 GROUPS = (extract, generate, judge, demo, report, lm_eval)
 
@@ -30,11 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         commands_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         commands_action.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if hasattr(args, "alpha") and hasattr(args, "norm"):
-            args.steering = cli_args.steering_of(args)
-        if getattr(args, "outputs", None):
-            args.outputs(args)  # every output path, before any model loads
-        return args.run(args) or 0
+        with stopping.guard(args) as stop:
+            if hasattr(args, "alpha") and hasattr(args, "norm"):
+                args.steering = cli_args.steering_of(args)
+            if getattr(args, "outputs", None):
+                args.outputs(args)  # every output path, before any model loads
+            return args.run(args) or 0
+        return stop.code or 0  # set whenever the guard ended the command
     except (ValueError, RuntimeError) as e:
         print(f"creative-eval {args.command}: error: {e}", file=sys.stderr)
         return 2

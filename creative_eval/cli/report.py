@@ -20,13 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--compare", action="append", type=a.condition_pair, default=None, metavar="COND:COND",
                    help="condition pair to compare, e.g. baseline:induced (repeatable; default: all pairs)")
     q.add_argument("--seed", type=a.whole, default=None, help="order/side shuffling seed (default: random, recorded)")
-    q.set_defaults(run=annotate_export, outputs=lambda args: outputs.check_folder(args.out, inputs=[args.input]))
+    q.set_defaults(run=annotate_export, outputs=lambda args: outputs.check_folder(args.out, inputs=[args.input]),
+                   saves=lambda args: [])  # a page and its key, written at the end
     q = actions.add_parser("import", help="un-blind downloaded results into human labels (JSONL)")
     q.add_argument("results", nargs="+", type=a.existing_file, help="JSON or CSV files downloaded from the annotation page")
     q.add_argument("--pack", type=a.existing_folder, required=True, help="the pack folder written by `annotate export` (holds key.json)")
     q.add_argument("--out", required=True, help="human labels JSONL (appended; re-imports are skipped)")
     q.set_defaults(run=annotate_import, outputs=lambda args: outputs.check_file(
-        args.out, inputs=[*args.results, Path(args.pack) / "key.json"], kind="human"))
+        args.out, inputs=[*args.results, Path(args.pack) / "key.json"], kind="human"),
+                   saves=lambda args: [(args.out, "labels")])
 
     p = sub.add_parser("report", help="Figure-1 report (md, html, png) from judgement and lm-eval files; CI checks")
     p.add_argument("runs", nargs="+", help="run folders or files: stories, ratings, preferences, probe scores, "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from creative_eval import models
+from creative_eval import models, outputs
 from creative_eval.direction import Direction
 from creative_eval.steering import Steering
 
@@ -32,6 +32,6 @@ def lm_eval_steered(direction: Direction, model: torch.nn.Module, setting: Steer
         "steering_coefficient": setting.scale(direction),
         "action": "add", "bias": None, "head_index": None,
     }}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(config, path)
+    with outputs.replacing(path) as tmp, tmp.open("wb") as f:  # whole or not at all; a file object: errors are OSErrors
+        torch.save(config, f)
     return path

@@ -105,6 +105,9 @@ class OpenAIJudge(Judge):
             raise self._malformed(f"a completion the client cannot read ({type(e).__name__})", body) from None
 
     def _ask(self, texts: Sequence[str], labels: Sequence[str]) -> list[tuple[list[float] | None, str | None]]:
-        with ThreadPoolExecutor(self.concurrency) as pool:
+        pool = ThreadPoolExecutor(self.concurrency)
+        try:
             return list(tqdm(pool.map(lambda t: self._request(t, labels), texts), total=len(texts),
                              disable=not self.progress, desc=self.id))
+        finally:  # on Ctrl-C or an error, requests not yet sent are dropped, not waited for
+            pool.shutdown(wait=False, cancel_futures=True)

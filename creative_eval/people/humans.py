@@ -38,7 +38,7 @@ from typing import Sequence
 from scipy.stats import spearmanr
 
 from creative_eval import rater_stats, stats
-from creative_eval.records import HumanLabel, Preference, Story, iter_jsonl, read_text
+from creative_eval.records import HumanLabel, Preference, Story, iter_jsonl, nfc_ids, read_text
 
 CHOICES = ("A", "B", "tie")
 # beside the checkout (../shared/data/hanna), or wherever $CREATIVE_EVAL_HANNA points
@@ -98,7 +98,7 @@ def _label(path: Path, line: int, row: dict) -> HumanLabel:
     unknown = sorted(set(row) - set(_FIELDS))
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {unknown}; the fields are {_FIELDS}")
-    clean = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+    clean = nfc_ids({k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()})
     clean = {k: v for k, v in clean.items() if v not in ("", None)}
     for key in ("item_id", "story_a"):
         if key not in clean:

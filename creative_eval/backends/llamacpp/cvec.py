@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from creative_eval import outputs
 from creative_eval.direction import Direction, DirectionMismatchError
 from creative_eval.steering import Steer, Steering
 
@@ -78,21 +79,27 @@ def write(direction: Direction, setting: Steering, path: str | Path, *, model_hi
         raise ValueError(f"{path}: llama.cpp reads control vectors from .gguf files; change the extension")
     il = llamacpp_layer(direction.layer, num_layers)
     vector = scaled_vector(direction, setting)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    writer = gguf.GGUFWriter(str(tmp), arch=ARCH)
-    writer.add_string(f"{ARCH}.model_hint", model_hint)
-    writer.add_int32(f"{ARCH}.layer_count", 1)
     meta = {**{k: direction.meta[k] for k in META_KEYS if k in direction.meta}, "layer": str(direction.layer),
             "alpha": repr(float(setting.alpha)), "norm": setting.norm, "lambda_norm": f"{float(np.linalg.norm(vector)):.6g}"}
-    for key, value in meta.items():
-        writer.add_string(META_PREFIX + key, value)
-    writer.add_tensor(f"direction.{il}", vector)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(path)  # atomic: llama.cpp never sees a half-written file
+    with outputs.replacing(path) as tmp:  # atomic: llama.cpp never sees a half-written file, nor does a full disk leave one
+        writer = gguf.GGUFWriter(str(tmp), arch=ARCH)
+        try:
+            writer.add_string(f"{ARCH}.model_hint", model_hint)
+            writer.add_int32(f"{ARCH}.layer_count", 1)
+            for key, value in meta.items():
+                writer.add_string(META_PREFIX + key, value)
+            writer.add_tensor(f"direction.{il}", vector)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
+        try:
+            whole = np.array_equal(read(tmp).directions.get(il), vector)
+        except Exception:
+            whole = False
+        if not whole:  # the gguf writer does not always report a write the disk refused
+            raise outputs.short_write(tmp)
     return path
 
 
