@@ -35,6 +35,10 @@ def load_judge(preset: str | Path | dict, model=None, tokenizer=None, direction=
         from creative_eval.judges.openai_backend import OpenAIJudge
 
         key = os.environ.get(cfg["api_key_env"]) if cfg.get("api_key_env") else None
+        if cfg.get("api_key_env") and not key:
+            raise presets.PresetError(f"judge preset {cfg['id']!r}: its api_key_env names ${cfg['api_key_env']}, which is "
+                                      f"not set; export {cfg['api_key_env']}=KEY (for a local server, the KEY it was "
+                                      "started with: --api-key KEY)")
         return OpenAIJudge(cfg["id"], cfg["model"], base_url=cfg.get("base_url"), api_key=key, templates=templates,
                            tie_band=tie_band, parse=cfg.get("parse", "logprobs"), concurrency=cfg.get("concurrency", 4),
                            timeout_s=cfg.get("timeout_s", 60.0),

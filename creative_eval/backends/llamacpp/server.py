@@ -8,10 +8,20 @@
 Weights are loaded without llama.cpp's extra buffer types (weight repacking): on machines that report AMX
 but cannot run its tile instructions (some VMs and sandboxes), the repacked AMX kernels kill the server with
 SIGILL on its first request. The server has no option for this, so the launcher sets `use_extra_bufts=False`
-on llama.cpp's default model parameters before starting it; pass `--extra_bufts` to keep them."""
+on llama.cpp's default model parameters before starting it; pass `--extra_bufts` to keep them.
+
+It listens on 127.0.0.1 unless `--host` says otherwise, and another address needs `--api-key KEY` (clients then
+send it as a bearer token; a judge preset's `api_key_env` names the variable holding it). A bad request gets a
+4xx answer with an OpenAI-style error message and the server goes on serving: a body over 4 MiB (413), not UTF-8
+or not a JSON object (400), fields of the wrong type (422), `max_tokens` above the context (400; llama.cpp itself
+refuses a prompt longer than the context with 400 and stops a completion at the context's end)."""
 
 from __future__ import annotations
 
+import argparse
+import ipaddress
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -20,6 +30,9 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Sequence
+
+MAX_BODY = 4 * 2**20  # bytes: a prompt that fills the largest context is far smaller
+DEFAULT_N_CTX = 2048  # llama-cpp-python's server default
 
 
 class LocalServerError(RuntimeError):
@@ -47,9 +60,43 @@ def _no_extra_bufts() -> None:
     lib.llama_model_default_params = params
 
 
+def bind(argv: Sequence[str]) -> list[str]:
+    """The server's arguments with its address made explicit: `--host` (or $HOST) if given, else 127.0.0.1; a host
+    other than loopback without `--api-key` (or $API_KEY) exits with one line, before anything loads."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--host", default=None)
+    parser.add_argument("--api-key", "--api_key", dest="api_key", default=None)
+    ours, rest = parser.parse_known_args(list(argv))
+    host = ours.host or os.environ.pop("HOST", None) or "127.0.0.1"  # uvicorn would read $HOST over --host
+    if not _loopback(host) and not (ours.api_key or os.environ.get("API_KEY")):
+        raise SystemExit(f"local_server: error: --host {host} lets other machines use this server; pass --api-key KEY "
+                         "as well (clients send it as a bearer token; a judge preset's api_key_env names the "
+                         "environment variable that holds it), or leave --host out to serve on 127.0.0.1 only")
+    return ["--host", host, *(["--api_key", ours.api_key] if ours.api_key else []), *rest]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any address
+
+
+def _n_ctx(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--n_ctx", type=int, default=DEFAULT_N_CTX)
+    try:
+        return parser.parse_known_args(list(argv))[0].n_ctx
+    except SystemExit:
+        return 0  # llama.cpp's own parser will say what is wrong with it
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """llama_cpp.server's command line (same options), `--model` defaulting to the embedded GGUF."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """llama_cpp.server's command line (same options), `--model` defaulting to the embedded GGUF, on 127.0.0.1
+    unless told otherwise, answering bad requests with 4xx and a message."""
+    args = bind(sys.argv[1:] if argv is None else argv)
     if "--extra_bufts" in args:
         args.remove("--extra_bufts")
     else:
@@ -62,25 +109,96 @@ def main(argv: Sequence[str] | None = None) -> None:
         from creative_eval.backends.llamacpp.engine import server_steering
 
         args = server_steering(args)
+    check_requests(_n_ctx(args))
     from llama_cpp.server.__main__ import main as server_main
 
     sys.argv = ["llama_cpp.server", *args]
     server_main()
 
 
+def check_requests(n_ctx: int) -> None:
+    """Make llama-cpp-python's routes answer bad requests with 4xx and a message instead of 500 (its error handler
+    re-reads a body that is not JSON and fails again). Runs before `llama_cpp.server.app` builds its routes."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from llama_cpp.server import errors
+
+    if "llama_cpp.server.app" in sys.modules:
+        raise RuntimeError("check_requests must run before llama_cpp.server.app is imported")
+    route = errors.RouteErrorHandler
+    handler_of, wrap = route.get_route_handler, route.error_message_wrapper
+
+    def get_route_handler(self):
+        handler = handler_of(self)
+
+        async def checked(request):
+            problem = await _problem(request, n_ctx) if request.method == "POST" else None
+            if problem is not None:
+                return JSONResponse({"error": _error(problem[1])}, status_code=problem[0])
+            return await handler(request)
+
+        return checked
+
+    def error_message_wrapper(self, error, body=None):
+        if isinstance(error, RequestValidationError):
+            return 422, _error("; ".join(_field(e) for e in error.errors()[:4]))
+        return wrap(self, error, body)
+
+    route.get_route_handler, route.error_message_wrapper = get_route_handler, error_message_wrapper
+
+
+def _error(message: str) -> dict:
+    return {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+
+
+def _field(e: dict) -> str:
+    where = ".".join(str(part) for part in e.get("loc", ()) if part != "body") or "body"
+    return f"{where}: {e.get('msg', 'invalid')} (got {json.dumps(e.get('input'), default=str)[:60]})"
+
+
+async def _problem(request, n_ctx: int) -> tuple[int, str] | None:
+    """(status, message) for a request body this server cannot take, else None."""
+    size = request.headers.get("content-length", "")
+    if size.isdigit() and int(size) > MAX_BODY:
+        async for _ in request.stream():  # read and drop it, so the client hears the answer instead of a reset
+            pass
+        return 413, f"the request body has {int(size)} bytes, over this server's limit of {MAX_BODY}"
+    body = await request.body()  # kept by the request: the route reads it again
+    if len(body) > MAX_BODY:
+        return 413, f"the request body has {len(body)} bytes, over this server's limit of {MAX_BODY}"
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        return 400, f"the request body is not UTF-8 (byte {e.start}); send JSON encoded as UTF-8"
+    except json.JSONDecodeError as e:
+        return 400, f"the request body is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); send one JSON object"
+    if not isinstance(data, dict):
+        return 400, f"the request body is a JSON {type(data).__name__}, not an object; send one JSON object"
+    max_tokens = data.get("max_tokens")
+    if n_ctx and isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > n_ctx:
+        return 400, (f"max_tokens {max_tokens} is more than this model's context of {n_ctx} tokens, which the prompt "
+                     f"and the completion share; ask for at most {n_ctx}")
+    prompt = data.get("prompt")
+    if isinstance(prompt, list) and len(prompt) > 1:
+        return 400, f"prompt holds {len(prompt)} prompts; send one prompt per request"
+    return None
+
+
 class LocalServer:
     """A llama.cpp server in a child process on loopback; `base_url` is ready for OpenAIJudge once started."""
 
     def __init__(self, model: str | Path | None = None, *, port: int | None = None, n_ctx: int = 2048,
-                 n_threads: int = 1, extra_args: Sequence[str] = (), timeout_s: float = 120.0):
+                 n_threads: int = 1, extra_args: Sequence[str] = (), timeout_s: float = 120.0,
+                 api_key: str | None = None):
         if model is None:
             from creative_eval.models import embedded_gguf
 
             model = embedded_gguf()
         self.model, self.port = str(model), port or free_port()
         self.args = ["--model", self.model, "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(n_ctx),
-                     "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads), *extra_args]
-        self.timeout_s = timeout_s
+                     "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),
+                     *(["--api-key", api_key] if api_key else []), *extra_args]
+        self.timeout_s, self.api_key = timeout_s, api_key
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.proc: subprocess.Popen | None = None
         self._log = tempfile.NamedTemporaryFile("w+b", prefix="llama-server-", suffix=".log", delete=False)
@@ -104,7 +222,9 @@ class LocalServer:
                 raise LocalServerError(f"llama.cpp server exited with code {self.proc.returncode} before it was "
                                        f"ready:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
+                ask = urllib.request.Request(f"{self.base_url}/models",
+                                             headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})
+                with urllib.request.urlopen(ask, timeout=2) as r:
                     if r.status == 200:
                         return self
             except OSError:
