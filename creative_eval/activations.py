@@ -1,8 +1,9 @@
 """Reading layer-l activations: the one path shared by extraction, the probe and the sweep.
 
-Texts are rendered (chat template on or off), tokenized with character offsets so that the prompt's
-and the response's own tokens are known exactly (template and special tokens excluded), right-padded,
-and run through the model only as far as the deepest requested layer: no later blocks, no lm_head.
+Texts are rendered (chat template on or off; a tokenizer without one always reads the plain text), tokenized
+with character offsets so that the prompt's and the response's own tokens are known exactly (template and
+special tokens excluded), right-padded, and run through the model only as far as the deepest requested layer:
+no later blocks, no lm_head.
 The first position of every sequence is an attention sink with a huge norm and is never counted.
 """
 
@@ -38,9 +39,15 @@ class Batch:
         return Batch(*(t.gather(1, idx) for t in (self.input_ids, self.attention_mask, self.prompt_mask, self.response_mask)))
 
 
+def uses_template(tokenizer: PreTrainedTokenizerBase, template: bool) -> bool:
+    """Whether texts go through the chat template: asked for and the tokenizer has one. A base model without a
+    template reads the plain text with the tokenizer's own special tokens (e.g. BOS), as it was trained."""
+    return template and tokenizer.chat_template is not None
+
+
 def render(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str | None, template: bool) -> str:
-    """The exact string the model reads for a prompt (and optional response)."""
-    if not template:
+    """The exact string the model reads for a prompt (and optional response); plain without a chat template."""
+    if not uses_template(tokenizer, template):
         return prompt if response is None else f"{prompt}\n\n{response}"
     messages = [{"role": "user", "content": prompt}]
     if response is not None:
@@ -53,6 +60,7 @@ def _span_mask(offsets: list[tuple[int, int]], start: int, end: int) -> list[boo
 
 
 def _encode_one(tokenizer, prompt: str, response: str | None, template: bool) -> tuple[list[int], list[bool], list[bool]]:
+    template = uses_template(tokenizer, template)
     text = render(tokenizer, prompt, response, template)
     p_start = text.find(prompt)
     if p_start < 0:

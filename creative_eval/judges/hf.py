@@ -1,7 +1,8 @@
 """Local judge on any causal LM from the core loader: one batched forward per batch, no decoding.
 
 The label probabilities are read from the next-token distribution right after the chat template's
-assistant turn opens; "parse" mode instead greedily generates a short answer and parses it (for comparison)."""
+assistant turn opens (`label_ids` says which tokens); "parse" mode instead greedily generates a short answer and
+parses it (for comparison)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,35 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from creative_eval import activations
-from creative_eval.judges.base import Judge, Templates
+from creative_eval.judges.base import DIGITS, LABELS, Judge, Templates
+
+LABEL_FORMS = ("{}", " {}")  # the bare label first, then with a leading space
+
+
+def _single_token(tokenizer: PreTrainedTokenizerBase, text: str, label: str) -> int | None:
+    """The id when `text` is one ordinary token that reads back as `label` (not unk, not split), else None."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1 or ids[0] in tokenizer.all_special_ids or tokenizer.decode(ids).strip() != label:
+        return None
+    return ids[0]
 
 
 def label_ids(tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]) -> list[int]:
-    """The single token id of each label; a tokenizer that splits a digit cannot be judged by logprobs."""
-    ids = [tokenizer.encode(label, add_special_tokens=False) for label in labels]
-    bad = [label for label, i in zip(labels, ids) if len(i) != 1]
-    if bad:
-        raise ValueError(f"labels {bad} are not single tokens for this tokenizer; use parse: generate in the preset")
-    return [i[0] for i in ids]
+    """The token id of each label that the model would emit right after the assistant turn opens.
+
+    Chat templates end the opened turn with a newline or a header token, after which a model writes the bare
+    label ("7"), so the bare tokens are read whenever every label is one; a tokenizer with both "7" and " 7"
+    therefore reads "7", as before. A tokenizer that holds the labels only with a leading space (" 7", "▁7") can
+    emit them only that way, so then those are read. One form for the whole set, never a mix or a sum, so every
+    label's probability is read at the same kind of token. Neither: refused, naming the tokenizer and the fix."""
+    for form in LABEL_FORMS:
+        ids = [_single_token(tokenizer, form.format(label), label) for label in labels]
+        if all(i is not None for i in ids):
+            return ids  # type: ignore[return-value]
+    bare = [label for label in labels if _single_token(tokenizer, label, label) is None]
+    name = tokenizer.name_or_path or f"in-memory {type(tokenizer).__name__}"
+    raise ValueError(f"tokenizer {name!r}: labels {bare} are not single tokens, with or without a leading space, so "
+                     "their logprobs cannot be read; use parse: generate in the preset")
 
 
 class HFJudge(Judge):
@@ -33,10 +53,13 @@ class HFJudge(Judge):
             raise ValueError(f"parse={parse!r} is not 'logprobs' or 'generate'")
         self.model, self.tokenizer, self.parse = model, tokenizer, parse
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        # found at load, so a tokenizer that cannot be read this way fails before any judgement
+        self.label_token_ids = ({tuple(ls): label_ids(tokenizer, ls) for ls in (DIGITS, LABELS)}
+                                if parse == "logprobs" else {})
 
     @torch.inference_mode()
     def _ask(self, texts: Sequence[str], labels: Sequence[str]) -> list[tuple[list[float] | None, str | None]]:
-        ids = label_ids(self.tokenizer, labels) if self.parse == "logprobs" else []
+        ids = self.label_token_ids[tuple(labels)] if self.parse == "logprobs" else []
         device = next(self.model.parameters()).device
         out: list[tuple[list[float] | None, str | None]] = [(None, None)] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # one long text never pads a whole batch
@@ -45,8 +68,11 @@ class HFJudge(Judge):
             batch = activations.encode(self.tokenizer, [texts[i] for i in idx]).left_padded()
             inputs = {"input_ids": batch.input_ids.to(device), "attention_mask": batch.attention_mask.to(device)}
             if self.parse == "logprobs":
-                logits = self.model(**inputs, use_cache=False, logits_to_keep=1).logits[:, -1].float()
-                answers = [(p, None) for p in torch.softmax(logits, -1)[:, ids].cpu().tolist()]
+                # positions count real tokens only: models with absolute positions (GPT-2) would otherwise read a
+                # left-padded text at other positions, and its answer would depend on the batch it came in
+                positions = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(**inputs, position_ids=positions, use_cache=False, logits_to_keep=1).logits[:, -1]
+                answers = [(p, None) for p in torch.softmax(logits.float(), -1)[:, ids].cpu().tolist()]
             else:
                 gen = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                           pad_token_id=self.tokenizer.pad_token_id)
