@@ -84,6 +84,24 @@ def generate(
     return out
 
 
+def condition_batches(pairs: Sequence[Pair], conditions: Sequence[str], batch_size: int, *,
+                      skip: Callable[[str, Sequence[Pair]], bool] = lambda condition, batch: False,
+                      progress: bool = False) -> Iterator[tuple[str, int, list[Pair], list[str]]]:
+    """(condition, batch index b, pairs, their prompts) condition by condition, the batches `skip` says are done
+    left out; b counts every batch of the condition, so whatever is skipped batch b keeps its seed. Every backend
+    walks the conditions this way."""
+    settings.check_conditions(conditions)
+    starts = range(0, len(pairs), batch_size)
+    bar = tqdm(total=len(conditions) * len(starts), disable=not progress, desc="generate")
+    for condition in conditions:
+        for b, k in enumerate(starts):
+            batch = list(pairs[k : k + batch_size])
+            bar.update()
+            if not skip(condition, batch):
+                yield condition, b, batch, [settings.prompt_of(p, condition) for p in batch]
+    bar.close()
+
+
 def story_batches(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -101,24 +119,15 @@ def story_batches(
     """Stories batch by batch, condition by condition, every setting recorded on each story. Batch b of a
     condition is seeded from `sampling.seed + b` whichever batches run, so a resumed run (`skip` says which
     batches are done) makes the same stories as an uninterrupted one."""
-    settings.check_conditions(conditions)
     steer = hooks.Steer.of(direction, steering)
-    starts = range(0, len(pairs), sampling.batch_size)
-    bar = tqdm(total=len(conditions) * len(starts), disable=not progress, desc="generate")
-    for condition in conditions:
+    for condition, b, batch, prompts in condition_batches(pairs, conditions, sampling.batch_size, skip=skip,
+                                                          progress=progress):
         recorded = story_settings(direction, condition, steering, sampling, model_id=model_id,
                                   direction_file=direction_file)
-        for b, k in enumerate(starts):
-            batch = pairs[k : k + sampling.batch_size]
-            bar.update()
-            if skip(condition, batch):
-                continue
-            prompts = [settings.prompt_of(p, condition) for p in batch]
-            gens = generate(model, tokenizer, prompts, steers=[steer] if settings.is_steered(condition) else [],
-                            sampling=replace(sampling, seed=sampling.seed + b), template=direction.template)
-            yield [Story(prompt_id=p.id, condition=condition, prompt=prompt, text=g.text,
-                         settings={**recorded, "n_tokens": g.n_tokens}) for p, prompt, g in zip(batch, prompts, gens)]
-    bar.close()
+        gens = generate(model, tokenizer, prompts, steers=[steer] if settings.is_steered(condition) else [],
+                        sampling=replace(sampling, seed=sampling.seed + b), template=direction.template)
+        yield [Story(prompt_id=p.id, condition=condition, prompt=prompt, text=g.text,
+                     settings={**recorded, "n_tokens": g.n_tokens}) for p, prompt, g in zip(batch, prompts, gens)]
 
 
 def story_settings(direction: Direction, condition: str, steering: Steering, sampling: Sampling, *, model_id: str,
@@ -138,23 +147,33 @@ def resume(path: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokeni
            direction: Direction, *, steering: Steering = Steering(), conditions: Sequence[str] = CONDITIONS,
            sampling: Sampling = Sampling(), model_id: str = "", direction_file: str = "",
            progress: bool = False) -> list[Story]:
+    """HF stories appended to `path` batch by batch as they are made (`append_resumed`)."""
+    how = {"steering": steering, "sampling": sampling, "model_id": model_id, "direction_file": direction_file}
+    return append_resumed(path, pairs, conditions, want=lambda condition: story_settings(direction, condition, **how),
+                          batches=lambda skip: story_batches(model, tokenizer, pairs, direction, conditions=conditions,
+                                                             skip=skip, progress=progress, **how))
+
+
+def append_resumed(path: str | Path, pairs: Sequence[Pair], conditions: Sequence[str], *,
+                   want: Callable[[str], dict],
+                   batches: Callable[[Callable[[str, Sequence[Pair]], bool]], Iterator[list[Story]]]) -> list[Story]:
     """Stories appended to `path` (fsync'ed) batch by batch as they are made, under the file's lock; a story
     already there with the same settings is kept, not remade, so a killed run loses at most one batch and a
-    re-run finishes it. A story already there with other settings is refused: pass another file."""
+    re-run finishes it. A story already there with other settings (another backend's, too) is refused: pass
+    another file. `want(condition)` is what a backend's story of that condition records; `batches(skip)` makes
+    the backend's stories, leaving out the batches `skip(condition, pairs)` says are done."""
     path = Path(path)
-    how = {"steering": steering, "sampling": sampling, "model_id": model_id, "direction_file": direction_file}
     with outputs.writing(path):
         done = {s.id: s for s in read_records(path, Story)} if path.is_file() else {}
         for condition in conditions:
-            want = story_settings(direction, condition, **how)
+            expected = {"backend": None, **want(condition)}  # the HF backend records none
             for p in pairs:
-                _check_same(path, done.get(story_id(p.id, condition)), want)
+                _check_same(path, done.get(story_id(p.id, condition)), expected)
 
         def finished(condition: str, batch: Sequence[Pair]) -> bool:
             return all(story_id(p.id, condition) in done for p in batch)
 
-        for batch in story_batches(model, tokenizer, pairs, direction, conditions=conditions, skip=finished,
-                                   progress=progress, **how):
+        for batch in batches(finished):
             for story in batch:
                 if story.id not in done:
                     append_jsonl(path, story)
@@ -163,15 +182,16 @@ def resume(path: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokeni
 
 
 def check_out(path: str | Path, pairs: Sequence[Pair], conditions: Sequence[str], *, steering: Steering,
-              sampling: Sampling, model_id: str) -> None:
-    """Before any model loads: refuse an output holding stories of these prompts made with other settings (what the
-    direction decides, its layer, template and file, `resume` checks again once it is known)."""
+              sampling: Sampling, model_id: str, backend: str | None = None) -> None:
+    """Before any model loads: refuse an output holding stories of these prompts made with other settings or by
+    another backend (None: HF; what the direction decides, its layer, template and file, `resume` checks again
+    once it is known)."""
     path = Path(path)
     if not path.is_file():
         return
     done = {s.id: s for s in read_records(path, Story)}
     for condition in conditions:
-        want = {"model": model_id, **steering.record(condition), **sampling.__dict__}
+        want = {"model": model_id, "backend": backend, **steering.record(condition), **sampling.__dict__}
         for p in pairs:
             _check_same(path, done.get(story_id(p.id, condition)), want)
 
