@@ -1,4 +1,4 @@
-"""Commands that generate stories: `generate` (the three conditions, on the HF or llama.cpp backend) and
+"""Commands that generate stories: `generate` (the three conditions, on the HF, llama.cpp or vLLM backend) and
 `steer-sweep` (the steering frontier)."""
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from pathlib import Path
 
 from creative_eval import outputs, pairs, sources
 from creative_eval.cli import args as a
-from creative_eval.cli import stopping
 from creative_eval.records import CONDITIONS
 from creative_eval.steering import settings
 
-BACKENDS = ("hf", "llamacpp")
+BACKENDS = ("hf", "llamacpp", "vllm")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,12 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=a.whole, default=0)
     p.add_argument("--batch-size", type=a.positive_int, default=8)
     p.add_argument("--backend", choices=BACKENDS, default="hf",
-                   help="hf (transformers, default) or llamacpp (a .gguf or 'embedded' through llama-cpp-python)")
+                   help="hf (transformers, default), llamacpp (a .gguf or 'embedded' through llama-cpp-python) or "
+                        "vllm (vLLM in its own environment, .venv-vllm)")
     p.add_argument("--threads", type=a.positive_int, default=None, help="llamacpp: CPU threads (default: all cores)")
+    vllm_args(p)
     p.add_argument("--out", required=True, help="stories JSONL")
     p.set_defaults(run=generate, outputs=lambda args: outputs.check_file(args.out, inputs=a.pairs_inputs(args),
-                                                                         kind="story"),
-                   saves=lambda args: [(args.out, "stories")])
+                                                                         kind="story"))
 
     p = sub.add_parser("steer-sweep", help="the steering frontier: creativity gain by other judges vs coherence "
                                            "cost, against a random direction; recommends lambda")
@@ -75,6 +75,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=steer_sweep)
 
 
+VLLM_ARGS = {"tensor_parallel_size": 1, "pipeline_parallel_size": 1, "distributed_executor_backend": None}
+
+
+def vllm_args(p: argparse.ArgumentParser) -> None:
+    """How vLLM spreads the model; passed through to `vllm.LLM`."""
+    p.add_argument("--tensor-parallel-size", type=a.positive_int, default=1, help="vllm: GPUs per model replica "
+                   "that split each layer (default 1)")
+    p.add_argument("--pipeline-parallel-size", type=a.positive_int, default=1, help="vllm: stages the layers are "
+                   "split into (default 1)")
+    p.add_argument("--distributed-executor-backend", choices=("mp", "ray"), default=None,
+                   help="vllm: mp (processes on this machine) or ray (a Ray cluster, several machines)")
+
+
+def check_no_vllm_args(args: argparse.Namespace) -> None:
+    given = [f"--{k.replace('_', '-')}" for k, default in VLLM_ARGS.items() if getattr(args, k) != default]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to --backend vllm; drop them or pass --backend vllm")
+
+
+def vllm_engine_args(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in VLLM_ARGS}
+
+
 def sampling_of(args: argparse.Namespace):
     from creative_eval.steering.generate import Sampling
 
@@ -83,7 +106,9 @@ def sampling_of(args: argparse.Namespace):
 
 
 def generate(args: argparse.Namespace) -> None:
-    stopping.expect(args.out, len(pairs.load_pairs(args.pairs, args.split)[: args.limit]) * len(args.conditions))
+    if args.backend == "vllm":
+        return generate_vllm(args)
+    check_no_vllm_args(args)
     if args.backend == "llamacpp":
         return generate_llamacpp(args)
     from creative_eval.steering import generate as generate_mod
@@ -122,6 +147,39 @@ def generate_llamacpp(args: argparse.Namespace) -> None:
                            sampling=sampling_of(args), direction_file=path, n_threads=args.threads)
     write_jsonl(args.out, out)
     print(f"wrote {len(out)} stories to {args.out} (llama.cpp, layer {d.layer}, alpha {args.alpha} {args.norm})")
+
+
+def generate_vllm(args: argparse.Namespace) -> None:
+    """`generate` through vLLM: the same conditions, Story records and resume as the HF backend, with
+    `backend: vllm`. Every input is checked before vLLM starts; with a direction file only the tokenizer loads
+    here (a source name loads the HF model to extract the direction, cached)."""
+    from creative_eval.backends import vllm
+    from creative_eval.steering import generate as generate_mod
+
+    vllm.check_steering(args.steering)
+    if args.device_map:
+        raise ValueError("--device-map applies to --backend hf; vLLM places the model itself "
+                         "(--tensor-parallel-size, --pipeline-parallel-size)")
+    sampling = sampling_of(args)
+    selected = pairs.load_pairs(args.pairs, args.split)[: args.limit]
+    generate_mod.check_out(args.out, selected, args.conditions, steering=args.steering, sampling=sampling,
+                           model_id=args.model, backend=vllm.BACKEND)
+    source = vllm.source_of(args.model)
+    if args.direction.loaded is None:
+        model, tokenizer = a.load_model(args)
+        d, path = a.resolve_direction(args, model, tokenizer)
+    else:
+        tokenizer = vllm.tokenizer_of(source)
+        d, path = vllm.check_direction(args.direction.loaded, source, str(args.direction)), str(args.direction)
+    prompts = [settings.prompt_of(p, c) for c in args.conditions for p in selected]
+    with vllm.Engine(source, dtype=args.dtype, max_num_seqs=sampling.batch_size,
+                     max_model_len=vllm.max_model_len(tokenizer, prompts, sampling, d.template),
+                     **vllm_engine_args(args)) as engine:
+        out = vllm.resume(args.out, engine, tokenizer, selected, d, steering=args.steering,
+                          conditions=args.conditions, sampling=sampling, model_id=args.model, direction_file=path,
+                          progress=True)
+    print(f"{len(out)} stories in {args.out} (vLLM, layer {d.layer} = block index {d.layer - 1}; appended as "
+          "made; a re-run with the same settings resumes)")
 
 
 def steer_sweep(args: argparse.Namespace) -> None:
