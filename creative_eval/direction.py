@@ -145,7 +145,8 @@ def extract(
     acts, norms = pooled(model, tokenizer, prompts, wanted, pooling=pooling, template=template,
                          batch_size=batch_size, progress=progress)
     base = {
-        **model_meta(model, model_id), "source": "prompts", "pooling": pooling, "template": str(template).lower(),
+        **model_meta(model, model_id), "source": "prompts", "pooling": pooling,
+        "template": str(activations.uses_template(tokenizer, template)).lower(),
         "n_pairs": str(len(pairs)),
         "pairs_sha256": pairs_hash or hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
     }
@@ -227,7 +228,7 @@ def auto(
     """The direction from the shipped validation pairs, extracted once per model/layer and cached."""
     layer = models.check_layer(model, layer if layer is not None else default_layer(model))
     pairs_hash = pairs_mod.file_hash(pairs_mod.SHIPPED)
-    name = f"{models.fingerprint(model)}-L{layer}-{pooling}-{'chat' if template else 'raw'}-{pairs_hash[:12]}"
+    name = f"{models.fingerprint(model)}-L{layer}-{pooling}-{'chat' if activations.uses_template(tokenizer, template) else 'raw'}-{pairs_hash[:12]}"
     path = models.cache_root() / "directions" / f"{name}.safetensors"
     return cached(path, model, lambda: extract(
         model, tokenizer, pairs_mod.load_pairs(pairs_mod.SHIPPED, "validation"), layer, model_id=model_id,

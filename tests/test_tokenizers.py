@@ -238,8 +238,6 @@ def test_without_a_chat_template_the_plain_text_is_read(toks, name):
     assert ids == tok.encode(PROMPT)  # the tokenizer's own special tokens (BOS where it adds one), nothing else
 
 
-@pytest.mark.xfail(strict=True, reason="direction.extract records the template asked for, not the one used "
-                                       "(activations.uses_template)")
 def test_a_direction_made_without_a_template_records_it(toks):
     tok = toks["no-template"]
     pairs = [Pair(id=f"p{i}", creative=f"A dragon council argues {w}.", uncreative="A dragon council meets.",

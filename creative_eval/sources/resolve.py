@@ -16,7 +16,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from creative_eval import direction, models, pairs
+from creative_eval import activations, direction, models, pairs
 from creative_eval.direction import Direction
 from creative_eval.people import humans
 from creative_eval.probe import textstates
@@ -25,9 +25,10 @@ from creative_eval.sources import calibration, storybank
 SOURCES = ("auto", "prompts", "stories", "humans")
 
 
-def _meta(model: PreTrainedModel, model_id: str, layer: int, source: str, resid_norm: float, **extra: str) -> dict:
+def _meta(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str, layer: int, source: str,
+          resid_norm: float, **extra: str) -> dict:
     return {**direction.model_meta(model, model_id), "source": source, "layer": str(layer), "pooling": "mean",
-            "template": "true", "tokens": "response", "resid_norm": f"{resid_norm:.6g}", **extra}
+            "template": str(activations.uses_template(tokenizer, True)).lower(), "tokens": "response", "resid_norm": f"{resid_norm:.6g}", **extra}
 
 
 def _resid_norm(states: textstates.States) -> float:
@@ -60,7 +61,7 @@ def from_stories(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sto
     settings = ",".join(f"{k}={v}" for k, v in sorted(stories[0].settings.items()) if k != "n_tokens")
     out = {}
     for layer, st in states.items():
-        meta = _meta(model, model_id, layer, "stories", _resid_norm(st), n_pairs=str(n), generation=settings,
+        meta = _meta(model, tokenizer, model_id, layer, "stories", _resid_norm(st), n_pairs=str(n), generation=settings,
                      stories_sha256=storybank.stories_hash(stories))
         out[layer] = direction.from_activations(st.mean[:n], st.mean[n:], meta)
     return out
@@ -85,7 +86,7 @@ def humans_direction(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                              tokens="response", progress=progress)[layer]
         n = len(items)
         vector = calibration.fit(st.mean[:n], st.mean[n:], method)
-        meta = _meta(model, model_id, layer, "humans", _resid_norm(st), n_pairs=str(n), fit=method,
+        meta = _meta(model, tokenizer, model_id, layer, "humans", _resid_norm(st), n_pairs=str(n), fit=method,
                      labels=f"WQ style-mimic, {humans.WQ_COMMENT}", labels_sha256=digest,
                      trained_on=",".join(sorted({s.prompt_id for s in texts})),
                      raw_norm=f"{float((st.mean[:n] - st.mean[n:]).mean(0).norm()):.6g}")

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from creative_eval import models
+from creative_eval import activations, models
 from creative_eval.records import Pair, Story, append_jsonl, read_records, story_id
 from creative_eval.steering import generate
 
@@ -52,7 +52,7 @@ def unsteered(
         raise ValueError(f"need at least 2 pairs to generate stories from, got {len(pairs)}")
     path = cache_path(model, pairs, sampling, template)
     done = {s.id: s for s in read_records(path, Story)} if path.is_file() else {}
-    settings = {"model": model_id, "alpha": 0.0, "template": template, **dataclasses.asdict(sampling)}
+    settings = {"model": model_id, "alpha": 0.0, "template": activations.uses_template(tokenizer, template), **dataclasses.asdict(sampling)}
     size = sampling.batch_size
     for condition in (CREATIVE, NEGATED):
         for block, start in enumerate(range(0, len(pairs), size)):

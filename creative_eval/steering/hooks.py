@@ -83,9 +83,14 @@ def steering(
 
 
 def _hook(steer: Steer, state: dict):
+    moved: dict[tuple, torch.Tensor] = {}  # the vector on the stream's device and dtype, copied once, not per step
+
     def hook(_module, _args, kwargs, output):
         h = activations.output_tensor(output)
-        delta = steer.vector.to(h.device, h.dtype)
+        key = (h.device, h.dtype)
+        delta = moved.get(key)
+        if delta is None:
+            delta = moved[key] = steer.vector.to(h.device, h.dtype)
         if steer.positions == "all" and steer.gate is None:
             h = h + delta
         else:
