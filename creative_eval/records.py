@@ -64,8 +64,10 @@ class Rating:
     """A judge's rating of one story; `status` is "ok" or "invalid: <reason>"; `truncated_tokens` counts the
     story tokens cut to fit the judge's input limit (0: the judge read it whole).
 
-    LLM judges fill `expected` (the 0-9 expectation over the digit tokens), `argmax` and `probs`; the probe
-    judge fills `score` (its cosine) and `expected` only when its preset maps scores onto 0-9."""
+    LLM judges fill `expected` (the 0-9 expectation over the digit tokens), `argmax`, `probs` and `label_mass`
+    (the digits' total probability before renormalising; below `judges.base.MIN_LABEL_MASS` the judge answered
+    something else and the rating is invalid); the probe judge fills `score` (its cosine) and `expected` only
+    when its preset maps scores onto 0-9."""
 
     judge: str
     story_id: str
@@ -73,6 +75,7 @@ class Rating:
     argmax: int | None = None
     probs: list[float] | None = None
     score: float | None = None
+    label_mass: float | None = None
     status: str = "ok"
     raw: str | None = None
     template_hash: str = ""
@@ -88,7 +91,8 @@ class Preference:
     and p_a = P(A is preferred), averaged over both orders = (p_first_ab + 1 - p_first_ba) / 2, which cancels
     the judge's position bias; the probe judge fills `margin` = score(A) - score(B). decision is "A", "B" or
     "tie" (p_a or the margin within the judge's tie band). `consistent`: both orders named the same story
-    (a diagnostic of position bias, not a condition of the decision)."""
+    (a diagnostic of position bias, not a condition of the decision). `label_mass`: the smallest total
+    probability of the labels "1"/"2" over both orders (LLM judges)."""
 
     judge: str
     pair_id: str
@@ -100,6 +104,7 @@ class Preference:
     p_first_ba: float | None = None
     p_a: float | None = None
     margin: float | None = None
+    label_mass: float | None = None
     status: str = "ok"
     template_hash: str = ""
     latency_s: float = 0.0

@@ -27,7 +27,8 @@ ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPA
 GOOD = {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [{
     "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "7"},
     "logprobs": {"content": [{"token": "7", "logprob": -0.1, "bytes": None, "top_logprobs": [
-        {"token": "7", "logprob": -0.1, "bytes": None}, {"token": "3", "logprob": -2.5, "bytes": None}]}]}}]}
+        {"token": "7", "logprob": -0.1, "bytes": None}, {"token": "3", "logprob": -2.5, "bytes": None},
+        *({"token": t, "logprob": -30.0, "bytes": None} for t in "01245689")]}]}}]}  # 10 top logprobs, as servers give
 
 
 class FakeServer:

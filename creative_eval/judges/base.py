@@ -16,6 +16,7 @@ from typing import Sequence
 from creative_eval.judges import templates as templates_mod
 from creative_eval.records import Preference, Rating, Story
 
+MIN_LABEL_MASS = 0.01  # labels holding less of the next-token probability: the judge answered something else
 DIGITS = [str(k) for k in range(10)]
 LABELS = ["1", "2"]  # pairwise: "1" = the story shown first
 MODES = ("rating", "pairwise")
@@ -78,12 +79,31 @@ def digit_probs(probs: list[float] | None, raw: str | None) -> list[float] | Non
     return None if digit is None else [float(k == int(digit)) for k in range(10)]
 
 
+def label_mass(answers: Sequence[tuple[list[float] | None, str | None]]) -> float | None:
+    """The labels' smallest total probability over the answers (None for parsed answers)."""
+    masses = [sum(p) for p, _ in answers if p is not None]
+    return min(masses) if masses else None
+
+
+def too_little(mass: float | None, raw: str | None) -> str | None:
+    """The invalid status of an answer whose labels hold almost none of the probability, else None."""
+    if mass is None or mass >= MIN_LABEL_MASS:
+        return None
+    return (f"invalid: the labels hold {mass:.3g} of the probability (< {MIN_LABEL_MASS:g}); the judge answered "
+            f"something else ({(raw or '')!r:.40})")
+
+
 def rating_from_probs(judge: str, story: Story, answers: Sequence[tuple[list[float] | None, str | None]], th: str,
                       latency: float) -> Rating:
     """A Rating from one answer per template: the digit distributions are averaged over templates (an
-    ensemble), and any template without a usable answer makes the rating invalid (counted, never scored)."""
+    ensemble); any template without a usable answer, or whose digits hold almost none of the probability
+    (`MIN_LABEL_MASS`), makes the rating invalid (counted, never scored)."""
     raw = " | ".join(r for _, r in answers if r) or None
-    common = {"judge": judge, "story_id": story.id, "raw": raw, "template_hash": th, "latency_s": latency}
+    mass = label_mass(answers)
+    common = {"judge": judge, "story_id": story.id, "raw": raw, "template_hash": th, "latency_s": latency,
+              "label_mass": mass}
+    if (status := too_little(mass, raw)) is not None:
+        return Rating(**common, status=status)
     dists = [digit_probs(p, r) for p, r in answers]
     if any(d is None for d in dists):
         return Rating(**common, status=f"invalid: no digit 0-9 in the answer {raw!r:.60}")
@@ -118,10 +138,14 @@ def decide(p_a: float, tie_band: float = 0.0) -> str:
 
 
 def preference(judge: str, item: PairItem, p_ab: float | None, p_ba: float | None, th: str, latency: float,
-               tie_band: float = 0.0) -> Preference:
-    """The position-debiased decision (`decide` on P(A>B) of `debiased`). `consistent` (both orders name the same story) is kept as a diagnostic, not a condition."""
+               tie_band: float = 0.0, mass: float | None = None, raw: str | None = None) -> Preference:
+    """The position-debiased decision (`decide` on P(A>B) of `debiased`). `consistent` (both orders name the same
+    story) is kept as a diagnostic, not a condition. Labels holding almost none of the probability in either
+    order (`mass` < MIN_LABEL_MASS) make it invalid."""
     common = {"judge": judge, "pair_id": item.id, "story_a": item.a.id, "story_b": item.b.id, "p_first_ab": p_ab,
-              "p_first_ba": p_ba, "template_hash": th, "latency_s": latency}
+              "p_first_ba": p_ba, "template_hash": th, "latency_s": latency, "label_mass": mass}
+    if (status := too_little(mass, raw)) is not None:
+        return Preference(**common, decision=None, consistent=None, status=status)
     if p_ab is None or p_ba is None:
         return Preference(**common, decision=None, consistent=None, status="invalid: no label 1/2 in one order")
     p_a = debiased(p_ab, p_ba)
@@ -164,4 +188,7 @@ class Judge:
         p = [mean_p_first([p_first(probs, raw) for probs, raw in a]) for a in answers]
         latency = (time.perf_counter() - start) / max(n, 1)
         th = self.hash_for("pairwise")
-        return [preference(self.id, it, p[i], p[n + i], th, latency, self.tie_band) for i, it in enumerate(items)]
+        return [preference(self.id, it, p[i], p[n + i], th, latency, self.tie_band,
+                           mass=label_mass(answers[i] + answers[n + i]),
+                           raw=" | ".join(r for _, r in answers[i] + answers[n + i] if r) or None)
+                for i, it in enumerate(items)]

@@ -2,8 +2,9 @@
 
 Label probabilities come from `logprobs.content[0].top_logprobs` of a one-token answer. Requests run
 with bounded concurrency; 429, 5xx, timeouts and dropped connections are retried with exponential
-backoff and full jitter (counted in `.retries`); 401/403/404 and a server that ignores `logprobs` fail
-at once with a clear error."""
+backoff and full jitter (counted in `.retries`); 401/403/404, a server that ignores `logprobs` and one that
+returns fewer top logprobs than there are labels fail at once with a clear error. Labels missing from the top
+logprobs count 0; a judgement whose labels hold almost none of the probability is invalid (`base.MIN_LABEL_MASS`)."""
 
 from __future__ import annotations
 
@@ -77,7 +78,16 @@ class OpenAIJudge(Judge):
         if not top_logprobs:
             raise JudgeBackendError(f"{self.base_url or 'OpenAI'} returned no top_logprobs for model {self.model!r}; "
                                     "use a server that supports them or set `parse: generate` in the preset")
-        top = {t.token.strip(): math.exp(t.logprob) for t in reversed(top_logprobs)}
+        if len(top_logprobs) < len(labels):
+            raise JudgeBackendError(
+                f"{self.base_url or 'OpenAI'} returned {len(top_logprobs)} top logprobs for model {self.model!r}, "
+                f"fewer than the {len(labels)} labels a judgement reads; let the server return 20 (vLLM: "
+                "--max-logprobs 20) or set `parse: generate` in the preset")
+        top: dict[str, float] = {}
+        for t in top_logprobs:  # "7" before " 7" when both come back, as HFJudge reads the bare label first
+            label = t.token.strip()
+            if label not in top or t.token == label:
+                top[label] = math.exp(t.logprob)
         return [top.get(label, 0.0) for label in labels], choice.message.content
 
     def _malformed(self, what: str, body: str) -> JudgeBackendError:
