@@ -24,6 +24,17 @@ from test_writers import ENV, FakeServer, _preset, _stories
 
 TESTS = str(Path(__file__).parent)
 N = 20  # stories to rate: 2 conditions x 10 prompts
+RATING = {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [{
+    "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "7"},
+    "logprobs": {"content": [{"token": "7", "logprob": -0.1, "bytes": None, "top_logprobs": [
+        {"token": str(d), "logprob": -0.1 if d == 7 else -5.0, "bytes": None} for d in range(10)]}]}}]}
+
+
+def _server(delay_s: float = 0.0) -> FakeServer:
+    """The fake OpenAI-compatible judge, answering a rating with the logprobs of all ten digits."""
+    srv = FakeServer(delay_s=delay_s)
+    srv.answer = (json.dumps(RATING), "application/json")
+    return srv
 
 
 def _judge(tmp_path: Path, url: str, out: Path, preexec=None) -> subprocess.Popen:
@@ -61,7 +72,7 @@ def _whole_records(out: Path) -> list[dict]:
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_judge_interrupted_says_what_is_saved_and_a_rerun_finishes(sig, code, tmp_path):
-    srv = FakeServer(delay_s=0.1)
+    srv = _server(delay_s=0.1)
     out = tmp_path / "r.jsonl"
     try:
         proc = _judge(tmp_path, srv.url, out)
@@ -87,7 +98,7 @@ def test_judge_interrupted_says_what_is_saved_and_a_rerun_finishes(sig, code, tm
 
 
 def test_second_ctrl_c_exits_at_once(tmp_path):
-    srv = FakeServer(delay_s=0.1)
+    srv = _server(delay_s=0.1)
     out = tmp_path / "r.jsonl"
     try:
         proc = _judge(tmp_path, srv.url, out)
@@ -97,7 +108,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
         proc.send_signal(signal.SIGINT)
         seen = b""
         deadline = time.monotonic() + 60
-        while b"interrupted: " not in seen:  # the first line is out; the process waits for its worker thread
+        while b"to resume\n" not in seen:  # the first line is out; the process waits for its worker thread
             assert time.monotonic() < deadline and proc.poll() is None, seen.decode()[-2000:]
             seen += os.read(proc.stderr.fileno(), 65536)
         sent = time.monotonic()
@@ -171,7 +182,7 @@ def _size_limit(limit: int):
 
 
 def test_judge_at_a_file_size_limit_stops_with_one_line_and_resumes_once_there_is_room(tmp_path):
-    srv = FakeServer()
+    srv = _server()
     out = tmp_path / "r.jsonl"
     try:
         proc = _judge(tmp_path, srv.url, out, preexec=_size_limit(1500))
@@ -223,7 +234,7 @@ def test_append_on_a_full_disk_keeps_every_whole_record_and_names_the_file(tmp_p
 
 
 def test_judge_on_a_full_disk_says_what_the_file_keeps(tmp_path, monkeypatch, capsys):
-    srv = FakeServer()
+    srv = _server()
     out, stories = tmp_path / "r.jsonl", tmp_path / "s.jsonl"
     _stories(5, stories)
     argv = ["judge", "--judge", str(_preset(tmp_path, srv.url)), "--input", str(stories), "--out", str(out)]
@@ -292,3 +303,21 @@ def test_direction_and_exports_at_a_size_limit_leave_no_half_written_file(tiny, 
         assert cli.main(argv) == 0
     assert sorted(p.name for p in made.iterdir()) == ["d.gguf", "d.pt", "d.safetensors"]
     assert direction.load(made / "d.safetensors", model).layer == 2
+
+
+def test_the_line_names_what_each_kind_of_output_holds(tmp_path):
+    from creative_eval.cli import stopping
+
+    folder = tmp_path / "frontier"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "stories.jsonl").write_text("".join(json.dumps({"prompt_id": f"p{i}", "condition": "baseline",
+                                                              "prompt": "W.", "text": "T."}) + "\n" for i in range(3)))
+    (folder / "sub" / "ratings-self.jsonl").write_text(json.dumps({"key": "k", "judge": "self"}) + "\n" + '{"key": "k2"')
+    assert stopping.saved([(str(folder), "records")]) == (f"4 records saved in {folder} (stories.jsonl 3, "
+                                                          "sub/ratings-self.jsonl 1); run the same command again to "
+                                                          "resume")
+    stopping.expect(folder / "stories.jsonl", 5)
+    assert stopping.saved([(str(folder / "stories.jsonl"), "stories")]).startswith("3 of 5 stories saved in ")
+    assert stopping.saved([("d.safetensors", stopping.WHOLE)]) == ("d.safetensors was not written (it is written "
+                                                                   "whole, at the end); run the same command again")
+    assert stopping.saved([]) == "nothing was saved; run the same command again"

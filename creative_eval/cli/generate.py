@@ -9,6 +9,7 @@ from pathlib import Path
 
 from creative_eval import outputs, pairs, sources
 from creative_eval.cli import args as a
+from creative_eval.cli import stopping
 from creative_eval.records import CONDITIONS
 from creative_eval.steering import settings
 
@@ -36,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     vllm_args(p)
     p.add_argument("--out", required=True, help="stories JSONL")
     p.set_defaults(run=generate, outputs=lambda args: outputs.check_file(args.out, inputs=a.pairs_inputs(args),
-                                                                         kind="story"))
+                                                                         kind="story"),
+                   saves=lambda args: [(args.out, "stories")])
 
     p = sub.add_parser("steer-sweep", help="the steering frontier: creativity gain by other judges vs coherence "
                                            "cost, against a random direction; recommends lambda")
@@ -106,6 +108,7 @@ def sampling_of(args: argparse.Namespace):
 
 
 def generate(args: argparse.Namespace) -> None:
+    stopping.expect(args.out, len(pairs.load_pairs(args.pairs, args.split)[: args.limit]) * len(args.conditions))
     if args.backend == "vllm":
         return generate_vllm(args)
     check_no_vllm_args(args)

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         commands_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         commands_action.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        with stopping.guard(args) as stop:
+        with stopping.guard(args, exiting=argv is None) as stop:
             if hasattr(args, "alpha") and hasattr(args, "norm"):
                 args.steering = cli_args.steering_of(args)
             if getattr(args, "outputs", None):

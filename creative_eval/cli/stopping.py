@@ -65,8 +65,11 @@ class Stop:
 
 
 @contextmanager
-def guard(args: argparse.Namespace) -> Iterator[Stop]:
-    """Run the command's body inside; on an interrupt or a full disk print the one line and set `Stop.code`."""
+def guard(args: argparse.Namespace, exiting: bool = False) -> Iterator[Stop]:
+    """Run the command's body inside; on an interrupt or a full disk print the one line and set `Stop.code`.
+    `exiting`: the process ends with the command (the command line), so after an interrupt the handler stays and a
+    second signal while Python exits (waiting for a judge's request in flight) is immediate too; a caller that goes
+    on (a notebook, a test) gets its own handlers back."""
     stop = Stop()
     handlers = _install()
     interrupted = False
@@ -75,17 +78,23 @@ def guard(args: argparse.Namespace) -> Iterator[Stop]:
     except KeyboardInterrupt as e:
         interrupted = True
         signum = getattr(e, "signum", signal.SIGINT)
-        print(f"interrupted: {saved(saves(args))}", file=sys.stderr, flush=True)
+        _say(f"interrupted: {saved(saves(args))}")
         stop.code = EXIT_CODES.get(signum, 130)
     except OSError as e:
         if e.errno not in DISK_FULL:
             raise
-        print(f"creative-eval {args.command}: error: {disk_full(e, saves(args))}", file=sys.stderr, flush=True)
+        _say(f"creative-eval {args.command}: error: {disk_full(e, saves(args))}")
         stop.code = 2
     finally:
         _totals.clear()
-        if not interrupted:  # after an interrupt the handler stays: a second signal while Python exits is immediate
+        if not (interrupted and exiting):
             _restore(handlers)
+
+
+def _say(line: str) -> None:
+    """One write of the whole line: a second signal comes before it or after it, never between text and newline."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _install() -> dict | None:
