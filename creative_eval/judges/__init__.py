@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from creative_eval import outputs
 from creative_eval.judges import limits, presets, store
-from creative_eval.judges.base import Judge, PairItem, Templates
+from creative_eval.judges.base import MIN_LABEL_MASS, Judge, PairItem, Templates
 from creative_eval.records import Story
 
 
@@ -29,6 +29,7 @@ def load_judge(preset: str | Path | dict, model=None, tokenizer=None, direction=
     field (a file, or `auto` at its `layer`)."""
     cfg = preset if isinstance(preset, dict) else presets.load(preset)
     templates = cfg["templates"]
+    least = float(cfg.get("min_label_mass", MIN_LABEL_MASS))
     tie_band = float(cfg.get("tie_band", 0.0))
     # backends are imported on use: an API judge needs neither torch models nor a probe
     if cfg["backend"] == "openai":
@@ -41,7 +42,7 @@ def load_judge(preset: str | Path | dict, model=None, tokenizer=None, direction=
                                       "started with: --api-key KEY)")
         return OpenAIJudge(cfg["id"], cfg["model"], base_url=cfg.get("base_url"), api_key=key, templates=templates,
                            tie_band=tie_band, parse=cfg.get("parse", "logprobs"), concurrency=cfg.get("concurrency", 4),
-                           timeout_s=cfg.get("timeout_s", 60.0),
+                           timeout_s=cfg.get("timeout_s", 60.0), min_label_mass=least,
                            max_input_chars=cfg.get("max_input_chars", limits.DEFAULT_MAX_INPUT_CHARS))
     from creative_eval import models
 
@@ -59,7 +60,7 @@ def load_judge(preset: str | Path | dict, model=None, tokenizer=None, direction=
     from creative_eval.judges.hf import HFJudge
 
     return HFJudge(cfg["id"], model, tokenizer, templates=templates, tie_band=tie_band,
-                   parse=cfg.get("parse", "logprobs"), batch_size=cfg.get("batch_size", 8),
+                   parse=cfg.get("parse", "logprobs"), batch_size=cfg.get("batch_size", 8), min_label_mass=least,
                    max_input_tokens=limits.context_limit(model, cfg.get("max_input_tokens")))
 
 

@@ -85,16 +85,16 @@ def label_mass(answers: Sequence[tuple[list[float] | None, str | None]]) -> floa
     return min(masses) if masses else None
 
 
-def too_little(mass: float | None, raw: str | None) -> str | None:
-    """The invalid status of an answer whose labels hold almost none of the probability, else None."""
-    if mass is None or mass >= MIN_LABEL_MASS:
+def too_little(mass: float | None, raw: str | None, least: float = MIN_LABEL_MASS) -> str | None:
+    """The invalid status of an answer whose labels hold less than `least` of the probability, else None."""
+    if mass is None or mass >= least:
         return None
-    return (f"invalid: the labels hold {mass:.3g} of the probability (< {MIN_LABEL_MASS:g}); the judge answered "
+    return (f"invalid: the labels hold {mass:.3g} of the probability (< {least:g}); the judge answered "
             f"something else ({(raw or '')!r:.40})")
 
 
 def rating_from_probs(judge: str, story: Story, answers: Sequence[tuple[list[float] | None, str | None]], th: str,
-                      latency: float) -> Rating:
+                      latency: float, least: float = MIN_LABEL_MASS) -> Rating:
     """A Rating from one answer per template: the digit distributions are averaged over templates (an
     ensemble); any template without a usable answer, or whose digits hold almost none of the probability
     (`MIN_LABEL_MASS`), makes the rating invalid (counted, never scored)."""
@@ -102,7 +102,7 @@ def rating_from_probs(judge: str, story: Story, answers: Sequence[tuple[list[flo
     mass = label_mass(answers)
     common = {"judge": judge, "story_id": story.id, "raw": raw, "template_hash": th, "latency_s": latency,
               "label_mass": mass}
-    if (status := too_little(mass, raw)) is not None:
+    if (status := too_little(mass, raw, least)) is not None:
         return Rating(**common, status=status)
     dists = [digit_probs(p, r) for p, r in answers]
     if any(d is None for d in dists):
@@ -138,13 +138,14 @@ def decide(p_a: float, tie_band: float = 0.0) -> str:
 
 
 def preference(judge: str, item: PairItem, p_ab: float | None, p_ba: float | None, th: str, latency: float,
-               tie_band: float = 0.0, mass: float | None = None, raw: str | None = None) -> Preference:
+               tie_band: float = 0.0, mass: float | None = None, raw: str | None = None,
+               least: float = MIN_LABEL_MASS) -> Preference:
     """The position-debiased decision (`decide` on P(A>B) of `debiased`). `consistent` (both orders name the same
     story) is kept as a diagnostic, not a condition. Labels holding almost none of the probability in either
-    order (`mass` < MIN_LABEL_MASS) make it invalid."""
+    order (`mass` < `least`) make it invalid."""
     common = {"judge": judge, "pair_id": item.id, "story_a": item.a.id, "story_b": item.b.id, "p_first_ab": p_ab,
               "p_first_ba": p_ba, "template_hash": th, "latency_s": latency, "label_mass": mass}
-    if (status := too_little(mass, raw)) is not None:
+    if (status := too_little(mass, raw, least)) is not None:
         return Preference(**common, decision=None, consistent=None, status=status)
     if p_ab is None or p_ba is None:
         return Preference(**common, decision=None, consistent=None, status="invalid: no label 1/2 in one order")
@@ -155,10 +156,14 @@ def preference(judge: str, item: PairItem, p_ab: float | None, p_ba: float | Non
 class Judge:
     """Base class: subclasses implement `_ask(texts, labels)` -> per text (probs over labels or None, raw text)."""
 
-    def __init__(self, judge_id: str, templates: Templates = Templates(), tie_band: float = 0.0):
+    def __init__(self, judge_id: str, templates: Templates = Templates(), tie_band: float = 0.0,
+                 min_label_mass: float = MIN_LABEL_MASS):
         if tie_band < 0:
             raise ValueError(f"judge {judge_id!r}: tie_band must be >= 0, got {tie_band}")
+        if not 0 <= min_label_mass < 1:
+            raise ValueError(f"judge {judge_id!r}: min_label_mass must be in [0, 1), got {min_label_mass}")
         self.id, self.templates, self.tie_band = judge_id, templates, tie_band
+        self.min_label_mass = min_label_mass
 
     def hash_for(self, mode: str) -> str:
         return self.templates.hash_for(mode)
@@ -177,7 +182,7 @@ class Judge:
         answers = self._per_template(texts, len(items), DIGITS)
         latency = (time.perf_counter() - start) / max(len(items), 1)
         th = self.hash_for("rating")
-        return [rating_from_probs(self.id, s, a, th, latency) for s, a in zip(items, answers)]
+        return [rating_from_probs(self.id, s, a, th, latency, self.min_label_mass) for s, a in zip(items, answers)]
 
     def compare(self, items: Sequence[PairItem]) -> list[Preference]:
         start = time.perf_counter()
@@ -190,5 +195,6 @@ class Judge:
         th = self.hash_for("pairwise")
         return [preference(self.id, it, p[i], p[n + i], th, latency, self.tie_band,
                            mass=label_mass(answers[i] + answers[n + i]),
-                           raw=" | ".join(r for _, r in answers[i] + answers[n + i] if r) or None)
+                           raw=" | ".join(r for _, r in answers[i] + answers[n + i] if r) or None,
+                           least=self.min_label_mass)
                 for i, it in enumerate(items)]

@@ -12,7 +12,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from creative_eval import activations
-from creative_eval.judges.base import DIGITS, LABELS, Judge, Templates
+from creative_eval.judges.base import DIGITS, LABELS, MIN_LABEL_MASS, Judge, Templates
 
 LABEL_FORMS = ("{}", " {}")  # the bare label first, then with a leading space
 
@@ -46,8 +46,9 @@ def label_ids(tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]) -> list
 class HFJudge(Judge):
     def __init__(self, judge_id: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
                  templates: Templates = Templates(), tie_band: float = 0.0, parse: str = "logprobs",
-                 batch_size: int = 8, max_new_tokens: int = 8, max_input_tokens: int | None = None):
-        super().__init__(judge_id, templates, tie_band)
+                 batch_size: int = 8, max_new_tokens: int = 8, max_input_tokens: int | None = None,
+                 min_label_mass: float = MIN_LABEL_MASS):
+        super().__init__(judge_id, templates, tie_band, min_label_mass)
         self.max_input_tokens = max_input_tokens  # stories are cut to fit it before they get here (judges.limits)
         if parse not in ("logprobs", "generate"):
             raise ValueError(f"parse={parse!r} is not 'logprobs' or 'generate'")

@@ -20,7 +20,7 @@ from typing import Sequence
 import openai
 from tqdm.auto import tqdm
 
-from creative_eval.judges.base import Judge, Templates
+from creative_eval.judges.base import MIN_LABEL_MASS, Judge, Templates
 
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
@@ -34,8 +34,9 @@ class OpenAIJudge(Judge):
     def __init__(self, judge_id: str, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  templates: Templates = Templates(), tie_band: float = 0.0, parse: str = "logprobs",
                  concurrency: int = 4, timeout_s: float = 60.0, max_retries: int = 6, backoff_s: float = 0.5,
-                 progress: bool = False, max_input_chars: int | None = None):
-        super().__init__(judge_id, templates, tie_band)
+                 progress: bool = False, max_input_chars: int | None = None,
+                 min_label_mass: float = MIN_LABEL_MASS):
+        super().__init__(judge_id, templates, tie_band, min_label_mass)
         self.max_input_chars = max_input_chars  # longer stories are refused before any request (judges.limits)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         key = api_key or os.environ.get("OPENAI_API_KEY") or ("none" if self.base_url else None)

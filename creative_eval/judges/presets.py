@@ -15,9 +15,9 @@ PRESET_DIR = Path(__file__).resolve().parent / "preset_files"
 BACKENDS = ("hf", "openai", "probe")
 FIELDS = {"backend", "model", "base_url", "api_key_env", "parse", "template_rate", "template_compare", "dtype",
           "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "direction", "timeout_s", "id",
-          "max_input_tokens", "max_input_chars"}
+          "max_input_tokens", "max_input_chars", "min_label_mass"}
 POSITIVE_INTS = ("concurrency", "batch_size", "layer", "max_input_tokens", "max_input_chars")
-NUMBERS = {"timeout_s": 0.0, "tie_band": -1.0}  # field -> a value it must exceed
+NUMBERS = {"timeout_s": 0.0, "tie_band": -1.0, "min_label_mass": -1.0}  # field -> a value it must exceed
 
 
 class PresetError(ValueError):
