@@ -1,6 +1,6 @@
 """The vLLM backend: the hook in a freshly started worker, the layer index measured against HF steering, greedy
 parity with HF, `generate --backend vllm` (records, resume, refusals). One engine (`.venv-vllm`, made by
-`make setup`) is started for the session and shared; a missing vLLM environment fails, it does not skip."""
+`make setup`) is started for the file and shared; a missing vLLM environment fails, it does not skip."""
 
 from __future__ import annotations
 
@@ -73,6 +73,14 @@ def test_layer_l_is_vllm_index_l_minus_1():
             vllm.vllm_layer(layer, 30)
 
 
+def test_a_missing_vllm_environment_says_how_to_make_it(monkeypatch, tmp_path):
+    monkeypatch.setenv(vllm.PYTHON_ENV, str(tmp_path / "absent" / "python"))
+    before = set(Path(vllm_engine.tempfile.gettempdir()).glob("creative-eval-vllm-*"))
+    with pytest.raises(vllm.VLLMError, match=r"own environment: .*absent/python is missing; run `make setup`"):
+        vllm.Engine("embedded")
+    assert set(Path(vllm_engine.tempfile.gettempdir()).glob("creative-eval-vllm-*")) == before
+
+
 # --- one engine for the session -----------------------------------------------------------------------------------
 
 
@@ -82,9 +90,10 @@ def auto_direction(embedded):
     return direction.auto(model, tokenizer, models.EMBEDDED)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def engine():
-    """The embedded model in vLLM (fp32, eager), started once."""
+    """The embedded model in vLLM (fp32, eager), started once for this file (closed before test_vllm_parallel's
+    engine starts)."""
     eng = vllm.Engine(vllm.source_of(models.EMBEDDED), max_model_len=1024, max_num_seqs=8)
     yield eng
     eng.close()
@@ -115,7 +124,7 @@ def test_hook_reaches_a_freshly_started_worker(engine, auto_direction, embedded)
     assert [g.text for g in again] == [g.text for g in plain]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mapping(engine, auto_direction, embedded) -> dict[int, float]:
     """Pearson r, per vLLM block index, between the next-token log-prob shift that the same vector causes in HF
     (at layer l) and in vLLM (at index i), over the whole vocabulary at the last position of 3 chat prompts."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["BACKEND", "Engine", "VLLMError", "check_direction", "check_steering", "generate", "max_model_len",
-           "python", "request_seed", "resume", "source_of", "steer_for", "story_batches", "tokenizer_of",
-           "vllm_layer"]
+__all__ = ["BACKEND", "Engine", "PYTHON_ENV", "VLLMError", "check_direction", "check_steering", "generate",
+           "max_model_len", "python", "request_seed", "resume", "source_of", "steer_for", "story_batches",
+           "tokenizer_of", "vllm_layer"]
 
 
 def __getattr__(name: str) -> Any:

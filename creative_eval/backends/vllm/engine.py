@@ -110,6 +110,7 @@ class Engine:
 
     def __init__(self, model: str, *, env: dict[str, str] | None = None, timeout_s: float | None = None,
                  **engine: Any):
+        interpreter = python()  # before anything is made: a missing environment leaves nothing behind
         self._path = Path(tempfile.mkdtemp(prefix="creative-eval-vllm-"))
         (self._path / "creative_eval").symlink_to(PACKAGE)  # the project's code, and nothing else of its env
         self.log = self._path / "vllm.log"
@@ -117,9 +118,11 @@ class Engine:
                    "PYTHONPATH": str(self._path)}
         spec = {"model": model, "engine": engine}
         self._steering: tuple[int, tuple[float, ...]] | None = None
-        self._proc = subprocess.Popen([python(), "-m", "creative_eval.backends.vllm.runner", json.dumps(spec)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log.open("wb"),
-                                      env=environ, cwd=self._path, text=True, start_new_session=True)
+        self._busy = False  # a request is out: an interrupted caller must not wait for its answer
+        with self.log.open("wb") as log:
+            self._proc = subprocess.Popen([interpreter, "-m", "creative_eval.backends.vllm.runner", json.dumps(spec)],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environ,
+                                          cwd=self._path, text=True, start_new_session=True)
         try:
             self.info = self._reply()
         except BaseException:
@@ -147,9 +150,12 @@ class Engine:
         if self._proc.poll() is not None or self._proc.stdin is None:
             raise VLLMError(f"the vLLM process is not running (code {self._proc.returncode}); its log ends:\n"
                             f"{self.tail()}")
+        self._busy = True
         self._proc.stdin.write(json.dumps({"op": op, **request}) + "\n")
         self._proc.stdin.flush()
-        return self._reply()
+        reply = self._reply()
+        self._busy = False
+        return reply
 
     def tail(self, lines: int = 25) -> str:
         try:
@@ -185,16 +191,24 @@ class Engine:
         """Start (on) or read and stop (off) the first worker's forward timers: forwards, seconds, tokens."""
         return self._ask("timing", on=on)[0]
 
+    def profile(self, on: bool) -> dict[str, Any] | None:
+        """Start (on) or stop (off) torch's profiler in the first worker; off returns its op table and each op's
+        self CPU time in microseconds."""
+        return self._ask("profile", on=on)[0]
+
     def close(self) -> None:
+        """Stop vLLM: asked to when idle; when a request was cut short (Ctrl-C), or the runner does not stop in
+        time, its whole process group (the runner's own session: engine core and workers) is killed."""
         proc = getattr(self, "_proc", None)
-        if proc is not None and proc.poll() is None:
+        if proc is not None and proc.poll() is None and not self._busy:
             try:
                 self._ask("close")
                 proc.wait(timeout=60)
             except (VLLMError, OSError, ValueError, subprocess.TimeoutExpired):
                 pass
+        if proc is not None:
             try:
-                os.killpg(proc.pid, 9)  # the runner's own session: any engine core or worker left behind
+                os.killpg(proc.pid, 9)  # whatever of the session is left
             except ProcessLookupError:
                 pass
             proc.wait()

@@ -154,6 +154,26 @@ def timing(model: nn.Module, on: bool) -> dict[str, Any]:
     return {"pid": os.getpid(), **totals}
 
 
+_PROFILER: Any = None
+
+
+def profile(on: bool, rows: int = 15) -> dict[str, Any] | None:
+    """torch's profiler over this worker's forwards between `profile(True)` and `profile(False)` (the worker runs
+    its requests and these calls on one thread); returns the op table and each op's self CPU time (us)."""
+    global _PROFILER
+    if on:
+        _PROFILER = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+        _PROFILER.start()
+        return None
+    prof, _PROFILER = _PROFILER, None
+    if prof is None:
+        return None
+    prof.stop()
+    events = prof.key_averages()
+    return {"table": events.table(sort_by="self_cpu_time_total", row_limit=rows),
+            "self_us": {e.key: float(e.self_cpu_time_total) for e in events}}
+
+
 class SteeringExtension:
     """Methods vLLM adds to its worker class (`worker_extension_cls`); prefixed so none clashes with the
     worker's own attributes, which vLLM checks."""
@@ -172,3 +192,6 @@ class SteeringExtension:
 
     def creative_eval_timing(self, on: bool) -> dict[str, Any]:
         return timing(self.get_model(), on)
+
+    def creative_eval_profile(self, on: bool) -> dict[str, Any] | None:
+        return profile(on)

@@ -6,7 +6,7 @@ It answers one JSON line on its standard output for each JSON line read on its s
 that vLLM or its workers print goes to standard error. Requests (`op`): `steer` (install or clear the vector in
 every worker, `hook.SteeringExtension`), `status` (each worker's state), `generate` (token ids in, token ids
 out), `logprobs` (next-token log-probabilities over the whole vocabulary), `timing` (the workers' forward
-timers on or off), `close`. A reply is
+timers on or off), `profile` (torch's profiler in the workers on, or off with its op table), `close`. A reply is
 `{"ok": ...}` or `{"error": "..."}`. Token ids only cross: the project's tokenizer renders and decodes, so both
 backends read and write the same tokens. This module imports nothing of the project but `hook` (by name).
 """
@@ -20,7 +20,7 @@ import traceback
 from typing import Any
 
 EXTENSION = "creative_eval.backends.vllm.hook.SteeringExtension"
-OPS = ("steer", "status", "generate", "logprobs", "timing")
+OPS = ("steer", "status", "generate", "logprobs", "timing", "profile")
 
 
 def engine(spec: dict[str, Any]):
@@ -58,6 +58,9 @@ class Runner:
 
     def timing(self, on: bool) -> list[dict[str, Any]]:
         return self.llm.collective_rpc("creative_eval_timing", args=(on,))
+
+    def profile(self, on: bool) -> list[dict[str, Any] | None]:
+        return self.llm.collective_rpc("creative_eval_profile", args=(on,))
 
     def generate(self, prompts: list[list[int]], *, max_tokens: int, temperature: float, top_p: float,
                  seeds: list[int], stop: list[int]) -> list[list[int]]:
