@@ -108,8 +108,7 @@ class Engine:
     (tensor_parallel_size, pipeline_parallel_size, distributed_executor_backend, max_model_len, max_num_seqs,
     dtype, gpu_memory_utilization); `env` adds environment variables for vLLM (defaults: `ENV_DEFAULTS`)."""
 
-    def __init__(self, model: str, *, env: dict[str, str] | None = None, timeout_s: float | None = None,
-                 **engine: Any):
+    def __init__(self, model: str, *, env: dict[str, str] | None = None, **engine: Any):
         interpreter = python()  # before anything is made: a missing environment leaves nothing behind
         self._path = Path(tempfile.mkdtemp(prefix="creative-eval-vllm-"))
         (self._path / "creative_eval").symlink_to(PACKAGE)  # the project's code, and nothing else of its env
