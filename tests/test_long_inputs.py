@@ -36,7 +36,8 @@ def test_limit_is_the_smaller_of_preset_and_context(tiny):
 @pytest.mark.parametrize("pairwise", [False, True])
 def test_hf_judge_cuts_a_long_story_to_fit_and_records_the_cut(tiny, tmp_path, pairwise):
     model, tokenizer = tiny
-    judge = judges.load_judge("embedded", model, tokenizer)
+    # a random model's labels hold only chance mass (2/vocab): no floor here, test_label_mass tests it
+    judge = judges.load_judge({**judges.presets.load("embedded"), "min_label_mass": 0.0}, model, tokenizer)
     assert judge.max_input_tokens == model.config.max_position_embeddings == 512
     short = _story("p1", "A short story.", "induced")
     item = judges.PairItem(short, _story("p1", LONG)) if pairwise else _story("p1", LONG)
