@@ -42,7 +42,7 @@ from creative_eval.records import HumanLabel, Preference, Story, iter_jsonl, nfc
 
 CHOICES = ("A", "B", "tie")
 # beside the checkout (../shared/data/hanna), or wherever $CREATIVE_EVAL_HANNA points
-HANNA_DIR = Path(os.environ.get("CREATIVE_EVAL_HANNA", Path(__file__).resolve().parents[2] / "shared" / "data" / "hanna"))
+HANNA_DIR = Path(os.environ.get("CREATIVE_EVAL_HANNA", Path(__file__).resolve().parents[3] / "shared" / "data" / "hanna"))
 # beside HANNA (../shared/data/wq), or wherever $CREATIVE_EVAL_WQ points
 WQ_DIR = Path(os.environ.get("CREATIVE_EVAL_WQ", HANNA_DIR.parent / "wq"))
 WQ_FILE = "wq_style-mimic.json"
