@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 
 from creative_eval import cli, direction, models, records
 from creative_eval.records import Pair, Story, read_records
+from conftest import tiny_llama, tiny_tokenizer
 from test_writers import ENV, FakeServer, _preset, _stories
 
 TESTS = str(Path(__file__).parent)
@@ -125,6 +127,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
 GENERATE = """
 import sys, time
 sys.path.insert(0, {tests!r})
+from conftest import tiny_llama, tiny_tokenizer
 from creative_eval import cli, models
 from creative_eval.steering import generate
 tok = tiny_tokenizer(); model = tiny_llama(vocab=len(tok))
@@ -254,6 +257,7 @@ def test_judge_on_a_full_disk_says_what_the_file_keeps(tmp_path, monkeypatch, ca
 WRITERS = """
 import contextlib, io, json, resource, sys
 sys.path.insert(0, {tests!r})
+from conftest import tiny_llama, tiny_tokenizer
 from creative_eval import cli, models
 tok = tiny_tokenizer(); model = tiny_llama(vocab=len(tok))
 models.load = lambda *a, **k: (model, tok)
