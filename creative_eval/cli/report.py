@@ -1,5 +1,5 @@
 """Commands that read what was judged: `report` (Figure 1, summaries, CI checks), `compare-judges` (each judge
-against people) and `annotate` (a blinded page for people, and the import of their answers)."""
+against people), `which-judge` (one table over `agreement` runs: which judge to trust) and `annotate` (a blinded page for people, and the import of their answers)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-boot", type=a.positive_int, default=2000)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.set_defaults(run=compare_judges)
+
+    p = sub.add_parser("which-judge", help="which judge to trust: each judge's agreement with people on each set, "
+                                           "beside the trivial judges and length, with a verdict")
+    p.add_argument("folders", nargs="+", type=a.existing_folder,
+                   help="`creative-eval agreement --out` folders, one per human set (each holds agreement.json)")
+    p.add_argument("--out", default=None, help="also write the table as markdown to this file (default: print only)")
+    p.set_defaults(run=which_judge,
+                   outputs=lambda args: args.out and outputs.check_file(args.out, inputs=args.folders))
 
 
 def _name(args: argparse.Namespace) -> str:
@@ -127,3 +135,16 @@ def compare_judges(args: argparse.Namespace) -> None:
         print(f"## {title}\n\n{report.markdown_table(header, rows)}\n")
     for title, header, rows in report.compare_tables(result["source_label"]):
         print(f"## Source label, not a judgement: {title}\n\n{report.markdown_table(header, rows)}\n")
+
+
+def which_judge(args: argparse.Namespace) -> None:
+    from creative_eval import report
+    from creative_eval.report import trust
+
+    title, header, rows = trust.table(trust.read(args.folders))
+    text = f"## {title}\n\n{report.markdown_table(header, rows)}\n\n{trust.recommendation(rows)}\n"
+    print(text, end="")
+    if args.out:
+        with outputs.replacing(args.out) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")

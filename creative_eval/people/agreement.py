@@ -73,6 +73,7 @@ class Verdicts:
 
 
 LENGTH_RATER = "length (words)"  # the trivial rater: a longer story gets a higher rating
+TRIVIAL_JUDGES = ("longer-wins", "shorter-wins", "random")  # name prefixes of `trivial_verdicts`
 
 
 def words(text: str) -> int:

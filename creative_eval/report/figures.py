@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from creative_eval.people.agreement import TRIVIAL_JUDGES  # noqa: E402
 from creative_eval.report.summary import CHANCE, ordered_conditions  # noqa: E402
 
 
@@ -60,9 +61,6 @@ def _panel_probe(ax: plt.Axes, probe: dict[str, dict]) -> None:
     ax.legend(fontsize=8)
 
 
-TRIVIAL = ("longer-wins", "shorter-wins", "random")
-
-
 def _panel_people(ax: plt.Axes, rows: list[dict], title: str) -> None:
     """Each judge's agreement with people (trivial judges in grey beside them), n, ties and invalid shown."""
     ax.set_title(title, fontsize=10)
@@ -70,7 +68,7 @@ def _panel_people(ax: plt.Axes, rows: list[dict], title: str) -> None:
         return _empty(ax, "no pairs with people's labels judged")
     x = np.arange(len(rows))
     mid, err = _ci_err([r["accuracy"] for r in rows])
-    colors = ["lightgrey" if r["judge"].startswith(TRIVIAL) else f"C{i}" for i, r in enumerate(rows)]
+    colors = ["lightgrey" if r["judge"].startswith(TRIVIAL_JUDGES) else f"C{i}" for i, r in enumerate(rows)]
     ax.bar(x, mid, 0.7, yerr=err, capsize=4, color=colors)
     for xi, r, m, up in zip(x, rows, mid, err[1]):
         ax.text(xi, np.nan_to_num(m) + up + 0.01, f"{m:.2f}\nn={r['n']}\nties {r['ties']}\ninv. {r['invalid']}",
