@@ -303,8 +303,9 @@ def test_probe_humans_preset_uses_the_humans_direction_and_refuses_its_pairs(tin
     from creative_eval.judges import presets
 
     cfg = presets.load("probe-humans")
-    assert (cfg["backend"], cfg["direction"], cfg["tie_band"]) == ("probe", "humans", 0.0)
+    assert (cfg["backend"], cfg["direction"], cfg["tie_band"], cfg["tokens"]) == ("probe", "humans", 0.0, "response")
     model, tokenizer = tiny
     judge = judges.load_judge(cfg, model, tokenizer, _probe_direction(model, source="humans", trained_on="wq-1"))
     with pytest.raises(ValueError, match="fitted on 1 of these stories"):
         judge.rate([Story(prompt_id="wq-1", condition="p1", prompt="Write a paragraph.", text="The cat")])
+    assert judge.template_hash.startswith(f"probe-L{judge.direction.layer}-response-")
