@@ -296,3 +296,16 @@ def test_pairs_sharing_a_text_never_straddle_train_and_test():
         test_texts = {good[i].text for i in test} | {bad[i].text for i in test}
         train_texts = {good[i].text for i in train} | {bad[i].text for i in train}
         assert not test_texts & train_texts
+
+
+def test_probe_humans_preset_uses_the_humans_direction_and_refuses_its_pairs(tiny):
+    from creative_eval import judges
+    from creative_eval.judges import presets
+
+    cfg = presets.load("probe-humans")
+    assert (cfg["backend"], cfg["direction"], cfg["tie_band"], cfg["tokens"]) == ("probe", "humans", 0.0, "response")
+    model, tokenizer = tiny
+    judge = judges.load_judge(cfg, model, tokenizer, _probe_direction(model, source="humans", trained_on="wq-1"))
+    with pytest.raises(ValueError, match="fitted on 1 of these stories"):
+        judge.rate([Story(prompt_id="wq-1", condition="p1", prompt="Write a paragraph.", text="The cat")])
+    assert judge.template_hash.startswith(f"probe-L{judge.direction.layer}-response-")

@@ -15,7 +15,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "preset_files"
 BACKENDS = ("hf", "openai", "probe")
 FIELDS = {"backend", "model", "base_url", "api_key_env", "parse", "template_rate", "template_compare", "dtype",
           "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "direction", "timeout_s", "id",
-          "max_input_tokens", "max_input_chars", "min_label_mass"}
+          "max_input_tokens", "max_input_chars", "min_label_mass", "tokens"}
 POSITIVE_INTS = ("concurrency", "batch_size", "layer", "max_input_tokens", "max_input_chars")
 NUMBERS = {"timeout_s": 0.0, "tie_band": -1.0, "min_label_mass": -1.0}  # field -> a value it must exceed
 
@@ -60,6 +60,8 @@ def load(name: str | Path) -> dict:
             resolved[kind] = templates.resolve(str(data[field]) if field in data else None, kind)
         except ValueError as e:
             raise PresetError(f"{path}: field {field!r}: {e}") from None
+    if data.get("tokens", "input+response") not in ("input+response", "response"):
+        raise PresetError(f"{path}: field 'tokens' must be 'input+response' or 'response', got {data['tokens']!r}")
     _check_numbers(path, data)
     return {"id": path.stem, **data, "templates": Templates(resolved["rate"], resolved["compare"])}
 
