@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from creative_eval.direction import Direction
 from creative_eval.records import CONDITIONS, Pair
+
+if TYPE_CHECKING:  # a type only: the setting is checked on the command line before torch loads
+    from creative_eval.direction import Direction
 
 POSITIONS = ("all", "prompt", "generated")
 NORMS = ("unit", "raw", "relative")
