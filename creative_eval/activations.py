@@ -17,8 +17,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from creative_eval import models
-
-POOLINGS = ("mean", "last")
+from creative_eval.records import POOLINGS
 
 
 @dataclass

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
 CONDITIONS = ("baseline", "induced", "creative")
+POOLINGS = ("mean", "last")  # how a prompt's token states become one vector (activations)
+TOKENS = ("input+response", "response", "prompt")  # the tokens a probe score averages over (probe)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,12 +10,16 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from creative_eval import models, outputs, pairs, sources
-from creative_eval.judges import presets
+from typing import TYPE_CHECKING
+
+from creative_eval import outputs, pairs
 from creative_eval.pairs import PairsError, path_of
 from creative_eval.records import CONDITIONS
 from creative_eval.steering import settings
 from creative_eval.steering.settings import Steering
+
+if TYPE_CHECKING:  # the heavy modules load inside the functions that need them: `--help` imports no torch
+    from creative_eval.sources import Named
 
 
 def model_args(p: argparse.ArgumentParser) -> None:
@@ -25,7 +29,7 @@ def model_args(p: argparse.ArgumentParser) -> None:
 
 
 def direction_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--direction", type=direction_source, default=sources.parse("auto"),
+    p.add_argument("--direction", type=direction_source, default="auto",
                    help="direction .safetensors, or a source: 'auto'/'prompts' (shipped pairs), 'stories' (their "
                         "unsteered stories), 'humans' (WQ expert pairs); sources are cached")
     p.add_argument("--layer", type=positive_int, default=None,
@@ -106,9 +110,11 @@ def existing_folder(text: str) -> str:
     return text
 
 
-def direction_source(text: str) -> sources.Named:
+def direction_source(text: str) -> Named:
     """A source name, or a direction file read and checked here, once: a bad file fails before the model loads
     and the command uses what was read."""
+    from creative_eval import sources
+
     try:
         return sources.parse(text)
     except ValueError as e:
@@ -117,6 +123,8 @@ def direction_source(text: str) -> sources.Named:
 
 def preset(text: str) -> dict:
     """A judge preset, read and checked field by field before any model loads; the command uses what was read."""
+    from creative_eval.judges import presets
+
     try:
         return presets.load(text)
     except presets.PresetError as e:
@@ -225,11 +233,15 @@ def steering_of(args: argparse.Namespace) -> Steering:
 
 
 def load_model(args: argparse.Namespace):
+    from creative_eval import models
+
     return models.load(args.model, args.dtype, args.device_map)
 
 
 def resolve_direction(args: argparse.Namespace, model, tokenizer):
     """(direction, its file or cache path) from --direction and --layer, through the one resolver."""
+    from creative_eval import sources
+
     return sources.resolve(args.direction, model, tokenizer, args.model, args.layer, progress=True)
 
 

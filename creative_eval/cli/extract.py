@@ -6,9 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from creative_eval import activations, models, outputs, pairs, sources
+from creative_eval import outputs, pairs
 from creative_eval.cli import args as a
 from creative_eval.cli.stopping import WHOLE
+from creative_eval.records import POOLINGS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="validation", help="which split to extract from (default validation)")
     p.add_argument("--layer", type=a.positive_int, default=None,
                    help="output of decoder block l (default: the sweep's)")
-    p.add_argument("--pooling", choices=activations.POOLINGS, default="mean")
+    p.add_argument("--pooling", choices=POOLINGS, default="mean")
     p.add_argument("--no-template", action="store_true", help="read prompts without the chat template")
     p.add_argument("--out", required=True, help="where to write the .safetensors file")
     p.set_defaults(run=direction, outputs=lambda args: a.check_new_file(args.out, a.pairs_inputs(args)),
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.model_args(p)
     p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED)
     p.add_argument("--robustness", type=a.pairs_source, default=pairs.ROBUSTNESS)
-    p.add_argument("--pooling", choices=activations.POOLINGS, default="mean")
+    p.add_argument("--pooling", choices=POOLINGS, default="mean")
     p.add_argument("--no-template", action="store_true")
     p.add_argument("--n-boot", type=a.positive_int, default=1000)
     p.add_argument("--plot", default=None, help="PNG path for the AUROC-per-layer plot")
@@ -57,13 +58,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "llamacpp-cvec: a llama.cpp control-vector .gguf (--control-vector FILE)")
     a.steering_args(p, positions=False)
     p.add_argument("--out", required=True, help="the .pt (lm-eval-steered) or .gguf (llamacpp-cvec) file to write")
-    p.set_defaults(run=export, outputs=lambda args: a.check_new_file(
-        args.out, a.pairs_inputs(args) + ([] if args.direction in sources.SOURCES else [args.direction])),
-                   saves=lambda args: [(args.out, WHOLE)])
+    p.set_defaults(run=export, outputs=export_outputs, saves=lambda args: [(args.out, WHOLE)])
+
+
+def export_outputs(args: argparse.Namespace) -> None:
+    """The export file is new and is none of the inputs (the pairs, a direction file)."""
+    from creative_eval import sources
+
+    a.check_new_file(args.out, a.pairs_inputs(args) + ([] if args.direction in sources.SOURCES else [args.direction]))
 
 
 def direction(args: argparse.Namespace) -> None:
     from creative_eval import direction as direction_mod
+    from creative_eval import models, sources
 
     if args.source != "prompts":
         model, tokenizer = a.load_model(args)
@@ -113,7 +120,7 @@ def sweep(args: argparse.Namespace) -> None:
 
 def criteria_sweep(args: argparse.Namespace) -> None:
     """`sweep --criteria`: prompt, held-out story and WQ criteria per layer and source, with controls."""
-    from creative_eval import report
+    from creative_eval import models, report
     from creative_eval.evals import criteria
     from creative_eval.people import humans
 
@@ -131,6 +138,7 @@ def criteria_sweep(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> None:
     if args.format == "llamacpp-cvec":
         return export_cvec(args)
+    from creative_eval import models
     from creative_eval.harness import export as export_mod
 
     model, tokenizer = a.load_model(args)
@@ -143,6 +151,7 @@ def export(args: argparse.Namespace) -> None:
 def export_cvec(args: argparse.Namespace) -> None:
     """The scaled direction as a llama.cpp control vector (GGUF). With a direction file and a GGUF model nothing
     but the GGUF's header is read; a source name needs the HF model (extraction, de-quantised and cached)."""
+    from creative_eval import models
     from creative_eval.backends.llamacpp import cvec, engine
 
     if Path(args.out).suffix != ".gguf":

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from creative_eval import outputs, pairs, sources
+from creative_eval import outputs, pairs
 from creative_eval.cli import args as a
 from creative_eval.cli import stopping
 from creative_eval.records import CONDITIONS
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=a.whole, default=0)
     p.add_argument("--judge", type=a.preset, default="self",
                    help="judge preset for pairwise and ratings (default self: the model)")
-    p.add_argument("--judge-direction", type=a.direction_source, default=sources.parse("auto"),
+    p.add_argument("--judge-direction", type=a.direction_source, default="auto",
                    help="the judging probe: a direction file from another layer or source, or 'auto' (shipped "
                         "pairs at --judge-layer); never the steering direction itself")
     p.add_argument("--judge-layer", type=a.positive_int, default=None,
@@ -186,7 +186,7 @@ def generate_vllm(args: argparse.Namespace) -> None:
 
 
 def steer_sweep(args: argparse.Namespace) -> None:
-    from creative_eval import judges, report
+    from creative_eval import judges, report, sources
     from creative_eval.evals import coherence, frontier
     from creative_eval.steering.generate import Sampling
 

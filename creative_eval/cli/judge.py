@@ -7,10 +7,10 @@ import argparse
 import json
 from pathlib import Path
 
-from creative_eval import outputs, probe
+from creative_eval import outputs
 from creative_eval.cli import args as a
 from creative_eval.cli import stopping
-from creative_eval.records import Story
+from creative_eval.records import TOKENS, Story
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.model_args(p)
     a.direction_args(p)
     p.add_argument("--input", type=a.existing_file, required=True, help="stories JSONL (from `generate`)")
-    p.add_argument("--tokens", choices=probe.TOKENS, default="input+response")
+    p.add_argument("--tokens", choices=TOKENS, default="input+response")
     p.add_argument("--out", default=None, help="JSONL of scores (default: print a summary only)")
     p.set_defaults(run=score, outputs=lambda args: args.out and outputs.check_file(args.out, inputs=[args.input],
                                                                                    kind="probe"),
@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def score(args: argparse.Namespace) -> None:
+    from creative_eval import probe
     from creative_eval.probe import controls, store, textstates
     from creative_eval.records import read_stories
 

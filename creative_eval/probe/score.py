@@ -21,8 +21,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from creative_eval import activations
 from creative_eval.direction import Direction
+from creative_eval.records import TOKENS
 
-TOKENS = ("input+response", "response", "prompt")
 
 
 @dataclass(kw_only=True)
