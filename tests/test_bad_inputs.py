@@ -316,3 +316,9 @@ def test_the_suite_covers_enough_cases_and_almost_all_are_clear():
     names = [c.name for c in CASES]
     assert len(set(names)) == len(names) >= 70
     assert sum(c.clear for c in CASES) / len(CASES) >= 0.95
+
+
+def test_a_report_of_a_missing_input_makes_no_folder(tmp_path, capsys):
+    code, err = _run(["report", str(tmp_path / "absent-run"), "--out-root", str(tmp_path / "reports")], capsys)
+    assert code == 2 and "absent-run" in err and "not found" in err
+    assert not (tmp_path / "reports").exists()

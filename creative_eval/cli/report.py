@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="e.g. 'pairwise.self.win_rate.ci_low>=0.5'; exit 1 when one fails (repeatable)")
     p.add_argument("--n-boot", type=a.positive_int, default=2000)
     # it writes only its own report files, beside the runs it reads when asked to
-    p.set_defaults(run=report, outputs=lambda args: outputs.check_folder(Path(args.out_root) / _name(args)))
+    p.set_defaults(run=report, outputs=report_outputs)
 
     p = sub.add_parser("compare-judges", help="each judge vs human labels; McNemar between judges (Holm)")
     p.add_argument("runs", nargs="+", help="judgement files or folders (ratings / preferences JSONL)")
@@ -56,6 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="also write the table as markdown to this file (default: print only)")
     p.set_defaults(run=which_judge,
                    outputs=lambda args: args.out and outputs.check_file(args.out, inputs=args.folders))
+
+
+def report_outputs(args: argparse.Namespace) -> None:
+    """The inputs first, then the report folder: a missing input makes no folder."""
+    from creative_eval.report.runs import check_inputs
+
+    check_inputs(args.runs)
+    outputs.check_folder(Path(args.out_root) / _name(args))
 
 
 def _name(args: argparse.Namespace) -> str:

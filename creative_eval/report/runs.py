@@ -52,13 +52,19 @@ def _record(cls: type, path: Path, line: int, obj: dict):
         raise ValueError(f"{path}:{line}: not a {cls.__name__} record ({e}); is this the right file?") from None
 
 
+def check_inputs(paths: Iterable[str | Path]) -> None:
+    """Every input is there: checked before the report folder is made, so a typo leaves no empty folder."""
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"report input {p} not found; pass run folders or JSONL/JSON files")
+
+
 def load_runs(paths: Iterable[str | Path]) -> Run:
     """Read run folders or files; JSONL files are told apart by their fields, lm-eval files by their names."""
     run = Run()
     files: list[Path] = []
+    check_inputs(paths)
     for p in map(Path, paths):
-        if not p.exists():
-            raise FileNotFoundError(f"report input {p} not found; pass run folders or JSONL/JSON files")
         files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix != ".lock") if p.is_dir() else [p]
     readable = [f for f in files if f.suffix in (".jsonl", ".json")]
     if not readable:
