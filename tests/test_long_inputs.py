@@ -80,7 +80,9 @@ def test_score_command_records_and_announces_the_cut(tiny, tmp_path, monkeypatch
     out = tmp_path / "scores.jsonl"
     argv = ["score", "--input", str(stories), "--direction", str(path), "--out", str(out)]
     assert cli.main(argv) == 0
-    assert "1 of 2 stories are longer than the probe's 2048 tokens" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "1 of 2 stories are longer than the probe's 2048 tokens" in printed
+    assert f"2 probe scores in {out}" in printed
     first = out.read_bytes()
     rows = [json.loads(line) for line in first.splitlines()]
     assert [r["truncated_tokens"] > 0 for r in rows] == [True, False]

@@ -64,3 +64,9 @@ def test_a_judge_preset_is_read_once(files, monkeypatch):
     loaded = _counting(monkeypatch, presets, "load")
     cli.main(["judge", "--judge", "embedded", "--input", str(stories), "--out", str(tmp_path / "r.jsonl")])
     assert loaded == [("embedded",)]
+
+
+def test_score_without_out_says_how_to_keep_the_scores(files, capsys):
+    d, stories, _ = files
+    assert cli.main(["score", "--input", str(stories), "--direction", str(d)]) == 0
+    assert "scores were not kept: add --out" in capsys.readouterr().out

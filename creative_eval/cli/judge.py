@@ -81,6 +81,8 @@ def score(args: argparse.Namespace) -> None:
     for name, line in controls.describe(controls.condition_comparisons(stories, same, cross, d.vector,
                                                                        args.tokens)).items():
         print(f"{name}: {line}")
+    print(f"{len(scores)} probe scores in {args.out} (appended as made; a re-run resumes)" if args.out else
+          "scores were not kept: add --out scores.jsonl to write them (`report` reads that file)")
 
 
 def pairs_of(path: str, stories: list[Story], compare: tuple[str, str]) -> list:
