@@ -213,3 +213,18 @@ def test_cli_pairwise_prints_biases_and_resumes(embedded, tmp_path, capsys):
     assert "position bias" not in printed  # the probe has no P(first)
     assert main(args) == 0  # resumed: nothing new
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3
+    assert "win rate " in printed and "(n too small for a CI) (n=" in printed  # 3 pairs: no interval shown
+
+
+def test_cli_rating_prints_the_mean_per_condition(embedded, tmp_path, capsys):
+    from creative_eval.cli import main
+    from creative_eval.records import write_jsonl
+
+    write_jsonl(tmp_path / "s.jsonl", stories(3))
+    preset = tmp_path / "scaled.yaml"  # a 0-9 rating from the probe score, so the mean has a scale
+    preset.write_text("backend: probe\nmodel: embedded\nscale: [-1.0, 1.0]\n", encoding="utf-8")
+    assert main(["judge", "--judge", str(preset), "--mode", "rating", "--input", str(tmp_path / "s.jsonl"),
+                 "--out", str(tmp_path / "r.jsonl")]) == 0
+    printed = capsys.readouterr().out
+    for condition in ("baseline", "induced"):
+        assert f"mean rating, {condition}: " in printed and "(n too small for a CI) (n=3 prompts)" in printed

@@ -103,7 +103,7 @@ def pairs_of(path: str, stories: list[Story], compare: tuple[str, str]) -> list:
 
 def judge(args: argparse.Namespace) -> None:
     from creative_eval import judges, report
-    from creative_eval.records import Preference, read_records, read_stories
+    from creative_eval.records import Preference, Rating, read_records, read_stories
 
     stories = read_stories(args.input)
     items = stories if args.mode == "rating" else pairs_of(args.input, stories, args.compare)
@@ -112,11 +112,19 @@ def judge(args: argparse.Namespace) -> None:
     invalid = sum(not r["status"].startswith("ok") for r in out)
     cut = sum(r.get("truncated_tokens", 0) > 0 for r in out)
     print(f"{len(out)} judgements in {args.out} ({invalid} invalid, {cut} on stories cut to the judge's input limit)")
-    if args.mode == "pairwise":
-        words = {s.id: len(s.text.split()) for s in stories}
-        for name, e in report.pair_biases(read_records(args.out, Preference), words).items():
-            if e is not None:
-                print(f"{name.replace('_', ' ')}: {report.fmt_estimate(e)} (n={e['n']} pairs)")
+    if args.mode == "rating":
+        for summary in report.rating_summary(read_records(args.out, Rating)).values():
+            for condition, e in summary["conditions"].items():
+                print(f"mean rating, {condition}: {report.fmt_estimate(e)} (n={e['n']} prompts)")
+        return
+    words = {s.id: len(s.text.split()) for s in stories}
+    for summary in report.pairwise_summary(read_records(args.out, Preference), words=words).values():
+        for comparison, e in summary["comparisons"].items():
+            if "win_rate" in e:  # the more creative condition beats the baseline, ties counted as losses
+                print(f"win rate {comparison}: {report.fmt_estimate(e['win_rate'])} (n={e['n_judgements']} pairs)")
+    for name, e in report.pair_biases(read_records(args.out, Preference), words).items():
+        if e is not None:
+            print(f"{name.replace('_', ' ')}: {report.fmt_estimate(e)} (n={e['n']} pairs)")
 
 
 def _human_set(args: argparse.Namespace):
