@@ -26,7 +26,10 @@ from creative_eval.steering import Steer, steering
 LAYERS, HIDDEN, HEADS, KV_HEADS = 3, 32, 4, 2
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 EPS = {torch.float32: 2.0**-24, torch.bfloat16: 2.0**-8}  # unit roundoff: the relative error of one rounding
-JUDGE_TOL = {torch.float32: 1e-6, torch.bfloat16: 1e-4}  # label probabilities, ~0.1 each and 0.01 apart here
+# label probabilities, ~0.1 each and 0.01 apart here: the bound stays 10x below that spacing. bfloat16 keeps 8
+# bits of mantissa, so a padded batch and one unpadded forward round the logits differently by ~1e-3 (seen: 1.1e-4
+# in a probability on one CPU's kernels)
+JUDGE_TOL = {torch.float32: 1e-6, torch.bfloat16: 1e-3}
 TOKENIZER = tiny_tokenizer()
 
 PROMPTS = ["A dog meets a cat.", "The space tanker crashes and spills its cargo. Write a news story."]

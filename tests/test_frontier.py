@@ -10,7 +10,7 @@ import torch
 
 from creative_eval import cli, rater_stats
 from creative_eval.evals import coherence, frontier, frontier_stats
-from creative_eval import direction, judges, report, steering
+from creative_eval import direction, judges, models, report, steering
 from creative_eval.steering import gating, generate
 
 from test_pipeline import PAIRS
@@ -160,6 +160,6 @@ def test_steer_sweep_rejects_bad_options(argv, message, capsys):
 def test_extra_layers_need_the_auto_direction_before_any_model_loads(tiny, tmp_path, capsys, monkeypatch):
     model, tokenizer = tiny
     d = direction.save(direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny"), tmp_path / "d.safetensors")
-    monkeypatch.setattr(cli.args.models, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("the model was loaded"))
     assert cli.main(["steer-sweep", "--direction", str(d), "--extra-layers", "12"]) == 2
     assert "--direction auto" in capsys.readouterr().err
