@@ -151,6 +151,9 @@ def test_import_refuses_tampered_key_and_non_results(tmp_path, pack):
     (tmp_path / "torn.json").write_text('{"format": "creative-eval-annotations/1", "answ')
     with pytest.raises(annotate.AnnotationError, match="not a results file"):
         annotate.read_results(tmp_path / "torn.json")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(annotate.AnnotationError, match="empty; download the results again"):
+        annotate.read_results(tmp_path / "empty.csv")
     with pytest.raises(annotate.AnnotationError, match="no key"):
         annotate.read_key(tmp_path)
 

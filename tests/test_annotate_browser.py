@@ -46,10 +46,12 @@ def browser(tmp_path_factory):
 
 
 def wait_for(path_glob: str, folder: Path, timeout: float = 10.0) -> Path:
+    """The downloaded file once Chromium has finished it: it names the file (empty) before the data lands."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        done = [p for p in folder.glob(path_glob) if not p.name.endswith(".crdownload")]
-        if done:
+        busy = any(folder.glob("*.crdownload"))
+        done = [p for p in folder.glob(path_glob) if not p.name.endswith(".crdownload") and p.stat().st_size]
+        if done and not busy:
             return done[0]
         time.sleep(0.1)
     raise AssertionError(f"no {path_glob} downloaded into {folder}")

@@ -9,7 +9,6 @@ import math
 import sys
 import unicodedata
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from creative_eval import outputs, pairs

@@ -122,9 +122,9 @@ def judge(args: argparse.Namespace) -> None:
         for comparison, e in summary["comparisons"].items():
             if "win_rate" in e:  # the more creative condition beats the baseline, ties counted as losses
                 print(f"win rate {comparison}: {report.fmt_estimate(e['win_rate'])} (n={e['n_judgements']} pairs)")
-    for name, e in report.pair_biases(read_records(args.out, Preference), words).items():
-        if e is not None:
-            print(f"{name.replace('_', ' ')}: {report.fmt_estimate(e)} (n={e['n']} pairs)")
+        for name in ("position_bias", "position_consistency", "longer_wins"):  # report.pair_biases, per judge
+            if (e := summary[name]) is not None:
+                print(f"{name.replace('_', ' ')}: {report.fmt_estimate(e)} (n={e['n']} pairs)")
 
 
 def _human_set(args: argparse.Namespace):

@@ -1,5 +1,6 @@
 """Commands that read what was judged: `report` (Figure 1, summaries, CI checks), `compare-judges` (each judge
-against people), `which-judge` (one table over `agreement` runs: which judge to trust) and `annotate` (a blinded page for people, and the import of their answers)."""
+against people), `which-judge` (one table over `agreement` runs: which judge to trust) and `annotate` (a blinded
+page for people, and the import of their answers)."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def load_judge(preset: str | Path | dict, model=None, tokenizer=None, direction=
                                                cfg.get("model", models.EMBEDDED), cfg.get("layer"))[0]
         scale = tuple(cfg["scale"]) if cfg.get("scale") else None
         return ProbeJudge(cfg["id"], model, tokenizer, d, tie_band=tie_band, scale=scale,
-                          tokens=cfg.get("tokens", "input+response"),
+                          tokens=cfg.get("tokens", presets.PROBE_TOKENS[0]),
                           max_input_tokens=limits.context_limit(model, cfg.get("max_input_tokens")))
     from creative_eval.judges.hf import HFJudge
 

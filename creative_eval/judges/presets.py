@@ -17,6 +17,7 @@ FIELDS = {"backend", "model", "base_url", "api_key_env", "parse", "template_rate
           "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "direction", "timeout_s", "id",
           "max_input_tokens", "max_input_chars", "min_label_mass", "tokens"}
 POSITIVE_INTS = ("concurrency", "batch_size", "layer", "max_input_tokens", "max_input_chars")
+PROBE_TOKENS = ("input+response", "response")  # a probe judge reads the story, never the prompt alone
 NUMBERS = {"timeout_s": 0.0, "tie_band": -1.0, "min_label_mass": -1.0}  # field -> a value it must exceed
 
 
@@ -60,8 +61,8 @@ def load(name: str | Path) -> dict:
             resolved[kind] = templates.resolve(str(data[field]) if field in data else None, kind)
         except ValueError as e:
             raise PresetError(f"{path}: field {field!r}: {e}") from None
-    if data.get("tokens", "input+response") not in ("input+response", "response"):
-        raise PresetError(f"{path}: field 'tokens' must be 'input+response' or 'response', got {data['tokens']!r}")
+    if data.get("tokens", PROBE_TOKENS[0]) not in PROBE_TOKENS:
+        raise PresetError(f"{path}: field 'tokens' must be one of {PROBE_TOKENS}, got {data['tokens']!r}")
     _check_numbers(path, data)
     return {"id": path.stem, **data, "templates": Templates(resolved["rate"], resolved["compare"])}
 

@@ -167,6 +167,8 @@ def read_results(path: str | Path) -> Results:
     """A results file downloaded from the page, as JSON or CSV."""
     path = Path(path)
     text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise AnnotationError(f"{path}: empty; download the results again from the annotation page")
     try:
         head, rows = _from_json(text) if text.lstrip().startswith("{") else _from_csv(text)
     except (json.JSONDecodeError, csv.Error, ValueError) as e:

@@ -24,7 +24,6 @@ from creative_eval.direction import Direction
 from creative_eval.records import TOKENS
 
 
-
 @dataclass(kw_only=True)
 class ProbeScore:
     """The score and the per-token cosines it averages (counted tokens only, in text order); `truncated_tokens`

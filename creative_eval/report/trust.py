@@ -14,7 +14,7 @@ from creative_eval.report.render import Table, fmt_estimate
 HEADER = ["set (what people labelled)", "judge", "agreement with people [95% CI]", "best trivial judge",
           "agree when people chose the longer / the shorter", "length-controlled coef. [95% CI]", "verdict"]
 RULE = ("trust: the CI's low end is above the best trivial judge's estimate and, for pairs, the length-controlled "
-        "coefficient's CI excludes 0 (for ratings: above the length-in-words rater); length: it beats the trivial "
+        "coefficient's CI is above 0 (for ratings: above the length-in-words rater); length: it beats the trivial "
         "judge but length may explain it; no: it does not beat the trivial judge")
 
 
@@ -45,9 +45,8 @@ def _pairwise_rows(result: dict[str, Any]) -> list[list[str]]:
         if r["judge"].startswith(TRIVIAL_JUDGES):
             continue
         lc = r["length_logit"]
-        beats = _low_above(r["accuracy"], floor)
-        verdict = "no" if not beats else "trust" if lc.get("ci_low") is not None and (
-            lc["ci_low"] > 0 or lc["ci_high"] < 0) else "length"
+        verdict = ("no" if not _low_above(r["accuracy"], floor) else
+                   "trust" if _low_above(lc, 0.0) else "length")
         sides = " / ".join(fmt_estimate(r[k]) for k in ("agree_when_longer_chosen", "agree_when_shorter_chosen"))
         coef = "–" if lc.get("coef") is None else f"{lc['coef']:+.2f} [{lc['ci_low']:+.2f}, {lc['ci_high']:+.2f}]"
         out.append([f"{result['set']} ({result['label']}, n={r['n']} pairs)", r["judge"], fmt_estimate(r["accuracy"]),
