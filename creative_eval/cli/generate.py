@@ -107,6 +107,12 @@ def sampling_of(args: argparse.Namespace):
                     seed=args.seed, batch_size=args.batch_size)
 
 
+def kept_and_made(stories: list, kept: int, path: str, backend: str = "") -> str:
+    """The closing line of a resumable `generate`: what the file holds, and how much of it this run made."""
+    return (f"{len(stories)} stories in {path} ({kept} kept, {len(stories) - kept} made; {backend}appended as made; "
+            "a re-run with the same settings resumes)")
+
+
 def generate(args: argparse.Namespace) -> None:
     stopping.expect(args.out, len(pairs.load_pairs(args.pairs, args.split)[: args.limit]) * len(args.conditions))
     if args.backend == "vllm":
@@ -118,14 +124,14 @@ def generate(args: argparse.Namespace) -> None:
 
     sampling = sampling_of(args)
     selected = pairs.load_pairs(args.pairs, args.split)[: args.limit]
-    generate_mod.check_out(args.out, selected, args.conditions, steering=args.steering, sampling=sampling,
-                           model_id=args.model)
+    kept = generate_mod.check_out(args.out, selected, args.conditions, steering=args.steering, sampling=sampling,
+                                  model_id=args.model)
     model, tokenizer = a.load_model(args)
     d, path = a.resolve_direction(args, model, tokenizer)
     out = generate_mod.resume(args.out, model, tokenizer, selected, d, steering=args.steering,
                               conditions=args.conditions, sampling=sampling, model_id=args.model,
                               direction_file=path, progress=True)
-    print(f"{len(out)} stories in {args.out} (appended as made; a re-run with the same settings resumes)")
+    print(kept_and_made(out, kept, args.out))
 
 
 def generate_llamacpp(args: argparse.Namespace) -> None:
@@ -165,8 +171,8 @@ def generate_vllm(args: argparse.Namespace) -> None:
                          "(--tensor-parallel-size, --pipeline-parallel-size)")
     sampling = sampling_of(args)
     selected = pairs.load_pairs(args.pairs, args.split)[: args.limit]
-    generate_mod.check_out(args.out, selected, args.conditions, steering=args.steering, sampling=sampling,
-                           model_id=args.model, backend=vllm.BACKEND)
+    kept = generate_mod.check_out(args.out, selected, args.conditions, steering=args.steering, sampling=sampling,
+                                  model_id=args.model, backend=vllm.BACKEND)
     source = vllm.source_of(args.model)
     if args.direction.loaded is None:
         model, tokenizer = a.load_model(args)
@@ -181,8 +187,7 @@ def generate_vllm(args: argparse.Namespace) -> None:
         out = vllm.resume(args.out, engine, tokenizer, selected, d, steering=args.steering,
                           conditions=args.conditions, sampling=sampling, model_id=args.model, direction_file=path,
                           progress=True)
-    print(f"{len(out)} stories in {args.out} (vLLM, layer {d.layer} = block index {d.layer - 1}; appended as "
-          "made; a re-run with the same settings resumes)")
+    print(kept_and_made(out, kept, args.out, f"vLLM, layer {d.layer} = block index {d.layer - 1}; "))
 
 
 def steer_sweep(args: argparse.Namespace) -> None:

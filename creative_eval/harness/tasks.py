@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from typing import Any, Sequence
 
@@ -43,31 +42,20 @@ def creative_prompt(doc: dict) -> str:
 
 
 def ci95_low(items: Sequence[float]) -> float:
-    return _ci(items).ci_low
+    return stats.sample_ci(items).ci_low
 
 
 def ci95_high(items: Sequence[float]) -> float:
-    return _ci(items).ci_high
+    return stats.sample_ci(items).ci_high
 
 
 def p_ci95_low(items: Sequence[float]) -> float:
     """ci95_low of a mean probability: the interval stays inside [0, 1]."""
-    return _ci(items, (0, 1)).ci_low
+    return stats.sample_ci(items, (0, 1)).ci_low
 
 
 def p_ci95_high(items: Sequence[float]) -> float:
-    return _ci(items, (0, 1)).ci_high
-
-
-def _ci(items: Sequence[float], bounds: tuple[float, float] | None = None) -> stats.Estimate:
-    """Wilson for 0/1 outcomes (rates), t otherwise (cut to `bounds`); NaN (invalid judgements, or no P(first)
-    from the probe) dropped; no values at all give NaN bounds."""
-    values = [float(v) for v in items if not math.isnan(float(v))]
-    if not values:
-        return stats.Estimate(math.nan, math.nan, math.nan, 0, "item", "none: no values")
-    if values and set(values) <= {0.0, 1.0}:
-        return stats.proportion_ci(int(sum(values)), len(values))
-    return stats.mean_ci(values, bounds=bounds)
+    return stats.sample_ci(items, (0, 1)).ci_high
 
 
 def _judge_preset(meta: dict) -> str:
@@ -91,7 +79,7 @@ class CreativeTask(ConfigurableTask):
             self.config.metadata = {**meta, "judge": self.judge.id}
 
     def _load_judge(self, meta: dict):
-        return judges.load_judge(_judge_preset(meta))
+        return _shown(judges.load_judge(_judge_preset(meta)))
 
     def construct_requests(self, doc: dict, ctx: str, **kwargs: Any) -> list[Instance] | Instance:
         """Pairwise tasks also ask the same model, steering off, for the baseline story (idx 1)."""
@@ -181,11 +169,17 @@ def _probe_judge(meta: dict):
     (default auto) at `layer`."""
     live = SteeredHF.live
     if live is not None:
-        return judges.load_judge("probe", live.model, live.tokenizer, live.direction)
+        return _shown(judges.load_judge("probe", live.model, live.tokenizer, live.direction))
     name = str(meta.get("pretrained") or models.EMBEDDED)
     key = (name, str(meta.get("direction", "auto")), meta.get("layer"))
     if key not in _PROBE_JUDGES:
         model, tokenizer = models.load(name)
         d, _ = sources.resolve(key[1], model, tokenizer, name, key[2])
-        _PROBE_JUDGES[key] = judges.load_judge("probe", model, tokenizer, d)
+        _PROBE_JUDGES[key] = _shown(judges.load_judge("probe", model, tokenizer, d))
     return _PROBE_JUDGES[key]
+
+
+def _shown(judge):
+    """A judge that shows its progress: a task judges all its responses in one call, after generation."""
+    judge.progress = True
+    return judge

@@ -84,11 +84,14 @@ def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 
         todo = [(key(judge.id, judge.hash_for(mode), it), it) for it in items]
         todo = [(k, *limits.fit(judge, it)) for k, it in todo if k not in done]  # a refusal comes before any work
         ask = judge.rate if mode == "rating" else judge.compare
-        for i in tqdm(range(0, len(todo), chunk), disable=not progress, desc=f"{judge.id} {mode}", unit="chunk"):
-            part = todo[i : i + chunk]
-            for (k, _, cut), rec in zip(part, ask([it for _, it, _ in part])):
-                rec.truncated_tokens = max(rec.truncated_tokens, cut)
-                store.append(store_path, k, rec)
+        with tqdm(total=len(items), initial=len(items) - len(todo), disable=not progress, desc=f"{judge.id} {mode}",
+                  unit="judgement") as bar:
+            for i in range(0, len(todo), chunk):
+                part = todo[i : i + chunk]
+                for (k, _, cut), rec in zip(part, ask([it for _, it, _ in part])):
+                    rec.truncated_tokens = max(rec.truncated_tokens, cut)
+                    store.append(store_path, k, rec)
+                bar.update(len(part))
     return list(store.records(store_path)) if Path(store_path).is_file() else []
 
 

@@ -154,7 +154,11 @@ def preference(judge: str, item: PairItem, p_ab: float | None, p_ba: float | Non
 
 
 class Judge:
-    """Base class: subclasses implement `_ask(texts, labels)` -> per text (probs over labels or None, raw text)."""
+    """Base class: subclasses implement `_ask(texts, labels)` -> per text (probs over labels or None, raw text).
+    `progress` shows a bar over the prompts of one call, for callers that judge everything at once (the lm-eval
+    tasks); `judges.run` counts its own judgements instead."""
+
+    progress: bool = False
 
     def __init__(self, judge_id: str, templates: Templates = Templates(), tie_band: float = 0.0,
                  min_label_mass: float = MIN_LABEL_MASS):

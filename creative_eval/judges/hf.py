@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from creative_eval import activations
@@ -64,6 +65,7 @@ class HFJudge(Judge):
         device = next(self.model.parameters()).device
         out: list[tuple[list[float] | None, str | None]] = [(None, None)] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # one long text never pads a whole batch
+        bar = tqdm(total=len(texts), disable=not self.progress, desc=self.id, unit="prompt")
         for k in range(0, len(texts), self.batch_size):
             idx = order[k : k + self.batch_size]
             batch = activations.encode(self.tokenizer, [texts[i] for i in idx]).left_padded()
@@ -81,4 +83,6 @@ class HFJudge(Judge):
                 answers = [(None, t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
             for i, answer in zip(idx, answers):
                 out[i] = answer
+            bar.update(len(idx))
+        bar.close()
         return out

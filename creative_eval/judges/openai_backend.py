@@ -34,7 +34,7 @@ class OpenAIJudge(Judge):
     def __init__(self, judge_id: str, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  templates: Templates = Templates(), tie_band: float = 0.0, parse: str = "logprobs",
                  concurrency: int = 4, timeout_s: float = 60.0, max_retries: int = 6, backoff_s: float = 0.5,
-                 progress: bool = False, max_input_chars: int | None = None,
+                 max_input_chars: int | None = None,
                  min_label_mass: float = MIN_LABEL_MASS):
         super().__init__(judge_id, templates, tie_band, min_label_mass)
         self.max_input_chars = max_input_chars  # longer stories are refused before any request (judges.limits)
@@ -46,7 +46,7 @@ class OpenAIJudge(Judge):
         # logger, and the retry count is part of what a judge run reports
         self.client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout_s, max_retries=0)
         self.model, self.parse, self.concurrency = model, parse, concurrency
-        self.max_retries, self.backoff_s, self.progress = max_retries, backoff_s, progress
+        self.max_retries, self.backoff_s = max_retries, backoff_s
         self.retries = 0
         self._lock = threading.Lock()
 
@@ -119,6 +119,6 @@ class OpenAIJudge(Judge):
         pool = ThreadPoolExecutor(self.concurrency)
         try:
             return list(tqdm(pool.map(lambda t: self._request(t, labels), texts), total=len(texts),
-                             disable=not self.progress, desc=self.id))
+                             disable=not self.progress, desc=self.id, unit="prompt"))
         finally:  # on Ctrl-C or an error, requests not yet sent are dropped, not waited for
             pool.shutdown(wait=False, cancel_futures=True)

@@ -21,6 +21,8 @@ from creative_eval.records import Preference, Rating, Story
 
 
 class ProbeJudge:
+    progress: bool = False  # a bar over the texts of one call, as `Judge.progress`
+
     def __init__(self, judge_id: str, model, tokenizer, direction: Direction, *, tie_band: float = 0.0,
                  scale: tuple[float, float] | None = None, tokens: str = "input+response", batch_size: int = 8,
                  max_input_tokens: int = 2048):
@@ -45,7 +47,7 @@ class ProbeJudge:
 
     def scores(self, stories: Sequence[Story], probe: Probe | None = None) -> list[ProbeScore]:
         self._check_unseen(stories)
-        return (probe or self.probe).score([s.prompt for s in stories], [s.text for s in stories])
+        return (probe or self.probe).score([s.prompt for s in stories], [s.text for s in stories], self.progress)
 
     def _mapped(self, score: float) -> float | None:
         if self.scale is None:

@@ -16,7 +16,7 @@ from scipy.stats import rankdata
 
 from creative_eval import stats
 from creative_eval.probe.textstates import States
-from creative_eval.records import Story
+from creative_eval.records import CONDITIONS, Story
 
 N_RANDOM = 200
 
@@ -94,15 +94,18 @@ def auroc_columns(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 def condition_comparisons(stories: Sequence[Story], same: States, cross: States, vector: torch.Tensor, tokens: str,
                           n: int = N_RANDOM, seed: int = 0) -> dict:
-    """For every two conditions sharing prompt ids: the share of prompts whose first-condition story scores
-    higher (Wilson CI) and its percentile among random directions; stories of different prompts are compared
-    on `cross` (response-token) states, same-prompt ones on `same` (`tokens`). Plus the Spearman correlation
-    of the score with story length in words, which a probe that reads length would show."""
+    """For every two conditions sharing prompt ids, the later one (in CONDITIONS order: induced, creative) first,
+    as the question is asked ("does the induced story beat the baseline?"): the share of prompts whose
+    first-condition story scores higher (Wilson CI) and its percentile among random directions; stories of
+    different prompts are compared on `cross` (response-token) states, same-prompt ones on `same` (`tokens`).
+    Plus the Spearman correlation of the score with story length in words, which a probe that reads length
+    would show."""
     rand = random_directions(vector.shape[0], n, seed)
     where = {(s.prompt_id, s.condition): i for i, s in enumerate(stories)}
-    conditions = sorted({s.condition for s in stories})
+    rank = {c: i for i, c in enumerate(CONDITIONS)}
+    conditions = sorted({s.condition for s in stories}, key=lambda c: (rank.get(c, len(rank)), c))
     rows = []
-    for a, b in combinations(conditions, 2):
+    for b, a in combinations(conditions, 2):
         shared = sorted({p for p, c in where if c == a} & {p for p, c in where if c == b})
         if not shared:
             continue
@@ -124,11 +127,11 @@ def describe(summary: dict) -> dict[str, str]:
     for r in summary["comparisons"]:
         w, c = r["win_rate"], r["random"]
         out[f"probe {r['a']} > {r['b']}"] = (
-            f"{w['estimate']:.2f} [{w['ci_low']:.2f}, {w['ci_high']:.2f}] of {w['n']} prompts ({r['tokens']} tokens); "
+            f"{stats.fmt_estimate(w)} of {w['n']} prompts ({r['tokens']} tokens); "
             f"percentile {100 * c['percentile']:.0f} among {c['n']} random directions (their 99th: {c['null_p99']:.2f})")
     rho = summary["length_spearman"]
     if rho:
-        out["probe vs story length"] = f"Spearman {rho['estimate']:.2f} [{rho['ci_low']:.2f}, {rho['ci_high']:.2f}]"
+        out["probe vs story length"] = f"Spearman {stats.fmt_estimate(rho)} (n={rho['n']} stories)"
     return out
 
 

@@ -93,12 +93,14 @@ class Probe:
             self.model, self.tokenizer, prompts, responses, [layer], template=self.direction.template,
             batch_size=self.batch_size, max_length=self.max_length,
         )
-        for idx, batch, states in tqdm(it, total=-(-len(prompts) // self.batch_size), disable=not progress, desc="probe"):
-            scores = masked_scores(cosines(states[layer], self.direction.vector),
-                                   counted(batch.prompt_mask, batch.response_mask, tokens))
-            for row, i in enumerate(idx):
-                scores[row].truncated_tokens = batch.truncated[row]
-                out[i] = scores[row]
+        with tqdm(total=len(prompts), disable=not progress, desc="probe", unit="text") as bar:
+            for idx, batch, states in it:
+                scores = masked_scores(cosines(states[layer], self.direction.vector),
+                                       counted(batch.prompt_mask, batch.response_mask, tokens))
+                for row, i in enumerate(idx):
+                    scores[row].truncated_tokens = batch.truncated[row]
+                    out[i] = scores[row]
+                bar.update(len(idx))
         return out  # type: ignore[return-value]
 
 

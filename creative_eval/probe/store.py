@@ -11,6 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Sequence
 
+from tqdm.auto import tqdm
+
 from creative_eval import outputs, store
 from creative_eval.probe.score import Probe, ProbeScore
 from creative_eval.records import Story
@@ -22,20 +24,24 @@ def scorer_id(probe: Probe) -> str:
     return f"probe-L{probe.direction.layer}-{vector}-{probe.tokens}-max{probe.max_length}"
 
 
-def resume(path: str | Path, probe: Probe, stories: Sequence[Story], chunk: int = 32) -> list[ProbeScore]:
+def resume(path: str | Path, probe: Probe, stories: Sequence[Story], chunk: int = 32,
+           progress: bool = False) -> list[ProbeScore]:
     """One ProbeScore per story: read back when stored with this scorer, else computed and appended."""
     sid = scorer_id(probe)
     with outputs.writing(path):
         done = _done(Path(path), sid)
         todo = [s for s in stories if _key(sid, s) not in done]
-        for k in range(0, len(todo), chunk):
-            part = todo[k : k + chunk]
-            for s, p in zip(part, probe.score([s.prompt for s in part], [s.text for s in part])):
-                key = _key(sid, s)
-                record = {"story_id": s.id, "condition": s.condition, "probe": p.score, "n_tokens": p.n_tokens,
-                          "truncated_tokens": p.truncated_tokens}
-                store.append(path, key, record)
-                done[key] = record
+        with tqdm(total=len(stories), initial=len(stories) - len(todo), disable=not progress, desc="probe",
+                  unit="story") as bar:
+            for k in range(0, len(todo), chunk):
+                part = todo[k : k + chunk]
+                for s, p in zip(part, probe.score([s.prompt for s in part], [s.text for s in part])):
+                    key = _key(sid, s)
+                    record = {"story_id": s.id, "condition": s.condition, "probe": p.score,
+                              "n_tokens": p.n_tokens, "truncated_tokens": p.truncated_tokens}
+                    store.append(path, key, record)
+                    done[key] = record
+                bar.update(len(part))
     return [_score(done[_key(sid, s)]) for s in stories]
 
 

@@ -53,32 +53,56 @@ def read(
     progress: bool = False,
 ) -> dict[int, States]:
     """States per layer from one truncated pass; `tokens` as in the probe (`prompt` when no responses)."""
-    probe.check_tokens(tokens)
-    if responses is None and tokens != "prompt":
-        raise ValueError(f"tokens={tokens!r} needs responses; pass them or use tokens='prompt'")
+    states = read_rules(model, tokenizer, prompts, responses, layers, (tokens,), template=template,
+                        batch_size=batch_size, max_length=max_length, progress=progress)
+    return {layer: by_rule[tokens] for layer, by_rule in states.items()}
+
+
+def read_rules(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str] | None,
+    layers: Sequence[int],
+    rules: Sequence[str],
+    *,
+    template: bool = True,
+    batch_size: int = 16,
+    max_length: int | None = 2048,
+    progress: bool = False,
+    desc: str = "states",
+) -> dict[int, dict[str, States]]:
+    """States per layer and token rule, all from one truncated pass over the texts."""
+    for rule in rules:
+        probe.check_tokens(rule)
+        if responses is None and rule != "prompt":
+            raise ValueError(f"tokens={rule!r} needs responses; pass them or use tokens='prompt'")
     hidden = model.config.hidden_size
-    mean = {layer: torch.zeros(len(prompts), hidden) for layer in layers}
-    unit = {layer: torch.zeros(len(prompts), hidden) for layer in layers}
-    count = torch.zeros(len(prompts))
+    mean = {(layer, rule): torch.zeros(len(prompts), hidden) for layer in layers for rule in rules}
+    unit = {key: torch.zeros(len(prompts), hidden) for key in mean}
+    count = {rule: torch.zeros(len(prompts)) for rule in rules}
     it = activations.batches(model, tokenizer, prompts, responses, layers, template=template,
                              batch_size=batch_size, max_length=max_length)
-    for idx, batch, states in tqdm(it, total=-(-len(prompts) // batch_size), disable=not progress, desc="states"):
-        mask = probe.counted(batch.prompt_mask, batch.response_mask, tokens)
-        count[idx] = mask.sum(1).float()
-        for layer, h in states.items():
-            h = h.cpu()
-            mean[layer][idx] = activations.pool(h, mask, "mean")
-            unit[layer][idx] = activations.pool(torch.nn.functional.normalize(h, dim=-1), mask, "mean")
-    return {layer: States(mean[layer], unit[layer], count) for layer in layers}
+    with tqdm(total=len(prompts), disable=not progress, desc=desc, unit="text") as bar:
+        for idx, batch, states in it:
+            masks = {rule: probe.counted(batch.prompt_mask, batch.response_mask, rule) for rule in rules}
+            for layer, h in states.items():
+                h = h.cpu()
+                normed = torch.nn.functional.normalize(h, dim=-1)
+                for rule, mask in masks.items():
+                    count[rule][idx] = mask.sum(1).float()
+                    mean[layer, rule][idx] = activations.pool(h, mask, "mean")
+                    unit[layer, rule][idx] = activations.pool(normed, mask, "mean")
+            bar.update(len(idx))
+    return {layer: {rule: States(mean[layer, rule], unit[layer, rule], count[rule]) for rule in rules}
+            for layer in layers}
 
 
 def story_states(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stories: Sequence[Story],
                  d: Direction, tokens: str = "input+response") -> tuple[States, States]:
     """Per-story states at the direction's layer under `tokens`, and under response tokens (for comparing
-    stories of different prompts); their product with the direction is the probe score."""
-    def one(rule: str) -> States:
-        return read(model, tokenizer, [s.prompt for s in stories], [s.text for s in stories], [d.layer],
-                    tokens=rule, template=d.template, progress=True)[d.layer]
-
-    same = one(tokens)
-    return same, same if tokens == "response" else one("response")
+    stories of different prompts), from one pass; their product with the direction is the probe score."""
+    rules = dict.fromkeys((tokens, "response"))
+    states = read_rules(model, tokenizer, [s.prompt for s in stories], [s.text for s in stories], [d.layer],
+                        tuple(rules), template=d.template, progress=True, desc="controls")[d.layer]
+    return states[tokens], states["response"]

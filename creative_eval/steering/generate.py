@@ -64,8 +64,8 @@ def generate(
     out: list[Generation] = []
     device = next(model.parameters()).device
     eos = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
-    starts = range(0, len(prompts), sampling.batch_size)
-    for b, k in enumerate(tqdm(starts, disable=not progress, desc="generate")):
+    bar = tqdm(total=len(prompts), disable=not progress, desc="generate", unit="story")
+    for b, k in enumerate(range(0, len(prompts), sampling.batch_size)):
         batch = activations.encode(tokenizer, prompts[k : k + sampling.batch_size], template=template).left_padded()
         state, gated = gate.attach(steers[0]) if gate else (None, None)
         torch.manual_seed(sampling.seed + b)
@@ -81,25 +81,30 @@ def generate(
             n = int(alive[row].sum())
             out.append(Generation(text=tokenizer.decode(new[row, :n], skip_special_tokens=True), n_tokens=n,
                                   steered_steps=steered[row], gate_steps=read[row]))
+        bar.update(new.shape[0])
+    bar.close()
     return out
 
 
 def condition_batches(pairs: Sequence[Pair], conditions: Sequence[str], batch_size: int, *,
-                      skip: Callable[[str, Sequence[Pair]], bool] = lambda condition, batch: False,
+                      done: Callable[[str, Pair], bool] = lambda condition, pair: False,
                       progress: bool = False) -> Iterator[tuple[str, int, list[Pair], list[str]]]:
-    """(condition, batch index b, pairs, their prompts) condition by condition, the batches `skip` says are done
-    left out; b counts every batch of the condition, so whatever is skipped batch b keeps its seed. Every backend
-    walks the conditions this way."""
+    """(condition, batch index b, pairs, their prompts) condition by condition, leaving out the batches whose
+    stories are all `done`; b counts every batch of the condition, so whatever is skipped batch b keeps its seed.
+    Every backend walks the conditions this way. The bar counts stories: it starts at those done before, and a
+    batch adds its new ones once the caller has taken it in (when it asks for the next), never before."""
     settings.check_conditions(conditions)
-    starts = range(0, len(pairs), batch_size)
-    bar = tqdm(total=len(conditions) * len(starts), disable=not progress, desc="generate")
-    for condition in conditions:
-        for b, k in enumerate(starts):
-            batch = list(pairs[k : k + batch_size])
-            bar.update()
-            if not skip(condition, batch):
-                yield condition, b, batch, [settings.prompt_of(p, condition) for p in batch]
-    bar.close()
+    runs = [(condition, b, list(pairs[k : k + batch_size])) for condition in conditions
+            for b, k in enumerate(range(0, len(pairs), batch_size))]
+    made = {(c, b): sum(not done(c, p) for p in batch) for c, b, batch in runs}
+    runs = [(c, b, batch) for c, b, batch in runs if made[c, b]]
+    total = len(conditions) * len(pairs)
+    with tqdm(total=total, initial=total - sum(made.values()), disable=not progress, desc="generate",
+              unit="story") as bar:
+        for condition, b, batch in runs:
+            bar.set_postfix_str(condition, refresh=False)
+            yield condition, b, batch, [settings.prompt_of(p, condition) for p in batch]
+            bar.update(made[condition, b])
 
 
 def story_batches(
@@ -113,14 +118,14 @@ def story_batches(
     sampling: Sampling = Sampling(),
     model_id: str = "",
     direction_file: str = "",
-    skip: Callable[[str, Sequence[Pair]], bool] = lambda condition, batch: False,
+    done: Callable[[str, Pair], bool] = lambda condition, pair: False,
     progress: bool = False,
 ) -> Iterator[list[Story]]:
     """Stories batch by batch, condition by condition, every setting recorded on each story. Batch b of a
-    condition is seeded from `sampling.seed + b` whichever batches run, so a resumed run (`skip` says which
-    batches are done) makes the same stories as an uninterrupted one."""
+    condition is seeded from `sampling.seed + b` whichever batches run, so a resumed run (`done` says which
+    stories are made) makes the same stories as an uninterrupted one."""
     steer = hooks.Steer.of(direction, steering)
-    for condition, b, batch, prompts in condition_batches(pairs, conditions, sampling.batch_size, skip=skip,
+    for condition, b, batch, prompts in condition_batches(pairs, conditions, sampling.batch_size, done=done,
                                                           progress=progress):
         recorded = story_settings(direction, condition, steering, sampling, model_id=model_id,
                                   direction_file=direction_file)
@@ -150,8 +155,8 @@ def resume(path: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokeni
     """HF stories appended to `path` batch by batch as they are made (`append_resumed`)."""
     how = {"steering": steering, "sampling": sampling, "model_id": model_id, "direction_file": direction_file}
     return append_resumed(path, pairs, conditions, want=lambda condition: story_settings(direction, condition, **how),
-                          batches=lambda skip: story_batches(model, tokenizer, pairs, direction, conditions=conditions,
-                                                             skip=skip, progress=progress, **how))
+                          batches=lambda done: story_batches(model, tokenizer, pairs, direction, conditions=conditions,
+                                                             done=done, progress=progress, **how))
 
 
 def append_resumed(path: str | Path, pairs: Sequence[Pair], conditions: Sequence[str], *,
@@ -160,8 +165,8 @@ def append_resumed(path: str | Path, pairs: Sequence[Pair], conditions: Sequence
     """Stories appended to `path` (fsync'ed) batch by batch as they are made, under the file's lock; a story
     already there with the same settings is kept, not remade, so a killed run loses at most one batch and a
     re-run finishes it. A story already there with other settings (another backend's, too) is refused: pass
-    another file. `want(condition)` is what a backend's story of that condition records; `batches(skip)` makes
-    the backend's stories, leaving out the batches `skip(condition, pairs)` says are done."""
+    another file. `want(condition)` is what a backend's story of that condition records; `batches(done)` makes
+    the backend's stories, leaving out the batches whose stories `done(condition, pair)` says are made."""
     path = Path(path)
     with outputs.writing(path):
         done = {s.id: s for s in read_records(path, Story)} if path.is_file() else {}
@@ -170,8 +175,8 @@ def append_resumed(path: str | Path, pairs: Sequence[Pair], conditions: Sequence
             for p in pairs:
                 _check_same(path, done.get(story_id(p.id, condition)), expected)
 
-        def finished(condition: str, batch: Sequence[Pair]) -> bool:
-            return all(story_id(p.id, condition) in done for p in batch)
+        def finished(condition: str, pair: Pair) -> bool:
+            return story_id(pair.id, condition) in done
 
         for batch in batches(finished):
             for story in batch:
@@ -182,18 +187,19 @@ def append_resumed(path: str | Path, pairs: Sequence[Pair], conditions: Sequence
 
 
 def check_out(path: str | Path, pairs: Sequence[Pair], conditions: Sequence[str], *, steering: Steering,
-              sampling: Sampling, model_id: str, backend: str | None = None) -> None:
+              sampling: Sampling, model_id: str, backend: str | None = None) -> int:
     """Before any model loads: refuse an output holding stories of these prompts made with other settings or by
     another backend (None: HF; what the direction decides, its layer, template and file, `resume` checks again
-    once it is known)."""
+    once it is known). Returns how many of the stories asked for are there already, to be kept."""
     path = Path(path)
     if not path.is_file():
-        return
+        return 0
     done = {s.id: s for s in read_records(path, Story)}
-    for condition in conditions:
+    there = [(done[story_id(p.id, c)], c) for c in conditions for p in pairs if story_id(p.id, c) in done]
+    for story, condition in there:
         want = {"model": model_id, "backend": backend, **steering.record(condition), **sampling.__dict__}
-        for p in pairs:
-            _check_same(path, done.get(story_id(p.id, condition)), want)
+        _check_same(path, story, want)
+    return len(there)
 
 
 def _check_same(path: Path, story: Story | None, want: dict) -> None:

@@ -256,13 +256,13 @@ def story_settings(direction: Direction, condition: str, steering: Steering, sam
 def story_batches(engine: Engine, tokenizer, pairs: Sequence[Pair], direction: Direction, *,
                   steering: Steering = Steering(), conditions: Sequence[str] = CONDITIONS,
                   sampling: Sampling = Sampling(), model_id: str = "", direction_file: str = "",
-                  skip: Callable[[str, Sequence[Pair]], bool] = lambda condition, batch: False,
+                  done: Callable[[str, Pair], bool] = lambda condition, pair: False,
                   progress: bool = False) -> Iterator[list[Story]]:
     """`generate.story_batches` through vLLM: the conditions one after another (the steering is the engine's),
     the vector installed for `induced` only."""
     steer = steer_for(direction, steering)
     for condition, b, batch, prompts in hf_generate.condition_batches(pairs, conditions, sampling.batch_size,
-                                                                      skip=skip, progress=progress):
+                                                                      done=done, progress=progress):
         recorded = story_settings(direction, condition, steering, sampling, model_id=model_id,
                                   direction_file=direction_file)
         gens = generate(engine, tokenizer, prompts, steer=steer if settings.is_steered(condition) else None,
@@ -279,7 +279,7 @@ def resume(path: str | Path, engine: Engine, tokenizer, pairs: Sequence[Pair], d
     how = {"steering": steering, "sampling": sampling, "model_id": model_id, "direction_file": direction_file}
     return hf_generate.append_resumed(
         path, pairs, conditions, want=lambda condition: story_settings(direction, condition, **how),
-        batches=lambda skip: story_batches(engine, tokenizer, pairs, direction, conditions=conditions, skip=skip,
+        batches=lambda done: story_batches(engine, tokenizer, pairs, direction, conditions=conditions, done=done,
                                            progress=progress, **how))
 
 
