@@ -344,3 +344,26 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
+
+
+def sample_ci(items: Sequence[float], bounds: tuple[float, float] | None = None) -> Estimate:
+    """The interval of per-sample values, by the one rule: Wilson when they are 0/1 outcomes (rates), t otherwise
+    (cut to `bounds`); NaN (invalid judgements) dropped; no values at all give NaN bounds."""
+    values = [float(v) for v in items if not math.isnan(float(v))]
+    if not values:
+        return Estimate(math.nan, math.nan, math.nan, 0, "item", "none: no values")
+    if set(values) <= {0.0, 1.0}:
+        return proportion_ci(int(sum(values)), len(values))
+    return mean_ci(values, bounds=bounds)
+
+
+def fmt_estimate(e: dict | None, digits: int = 2) -> str:
+    """`0.50 [0.29, 0.71]`; `0.67 (n too small for a CI)` below `MIN_N`, where an interval would look
+    informative and is not; `–` for a missing or undefined estimate."""
+    if not e or e.get("estimate") is None:
+        return "–"
+    if e.get("ci_low") is None:
+        return f"{e['estimate']:.{digits}f}"
+    if e.get("n") is not None and e["n"] < MIN_N:
+        return f"{e['estimate']:.{digits}f} (n too small for a CI)"
+    return f"{e['estimate']:.{digits}f} [{e['ci_low']:.{digits}f}, {e['ci_high']:.{digits}f}]"

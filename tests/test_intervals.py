@@ -10,6 +10,7 @@ import pytest
 
 from creative_eval import rater_stats, stats
 from creative_eval.harness import tasks
+from creative_eval.probe import controls
 from creative_eval.report.render import fmt_estimate
 
 Z = 1.959964
@@ -64,3 +65,14 @@ def test_small_n_prints_no_interval():
     big = stats.plain(stats.proportion_ci(20, 30))
     assert fmt_estimate(big) == f"0.67 [{wilson(20, 30)[0]:.2f}, {wilson(20, 30)[1]:.2f}]"
     assert stats.MIN_N > 3
+
+
+def test_score_lines_follow_the_same_small_n_rule():
+    """`score` prints the probe's comparisons by the report's rule: at 3 prompts no interval."""
+    win = stats.plain(stats.proportion_ci(2, 3, unit="prompt"))
+    rho = stats.plain(stats.correlation_ci([0.1, 0.3, 0.2, 0.5], [10, 30, 20, 50]))
+    lines = controls.describe({"comparisons": [{"a": "induced", "b": "baseline", "tokens": "response", "win_rate": win,
+                                                "random": {"percentile": 0.5, "n": 200, "null_p99": 1.0}}],
+                               "length_spearman": rho})
+    assert lines["probe induced > baseline"].startswith("0.67 (n too small for a CI) of 3 prompts")
+    assert lines["probe vs story length"] == "Spearman 1.00 (n too small for a CI) (n=4 stories)"

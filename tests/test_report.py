@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from creative_eval.people import humans as humans_mod
 from creative_eval import rater_stats, report, stats
+from creative_eval.people import humans as humans_mod
+from creative_eval.report import render
 from creative_eval.cli import main
 from creative_eval.records import CONDITIONS, HumanLabel, Preference, Rating, Story, write_jsonl
 
@@ -196,6 +197,27 @@ def test_lm_eval_outputs_are_read(tmp_path):
     m = s["creative_rating"]["rating"]
     assert (m["value"], m["stderr"]) == (4.5, 0.25)
     assert m["samples"]["estimate"] == 4.5 and m["samples"]["n"] == 4
+
+
+def test_lm_eval_interval_bounds_fold_into_their_metric_with_the_task_interval(tmp_path):
+    """One row per metric, carrying the interval lm-eval printed (the task's Wilson bounds), not a second one."""
+    from creative_eval.harness import tasks
+
+    wins = [1.0, 0.0, 1.0, 1.0] * 3
+    low, high = tasks.ci95_low(wins), tasks.ci95_high(wins)
+    (tmp_path / "results_2026-01-01T00-00-00.json").write_text(json.dumps({"results": {"creative_pairwise": {
+        "win_rate,none": 0.75, "win_rate_stderr,none": 0.13, "win_rate_ci95_low,none": low,
+        "win_rate_ci95_low_stderr,none": "N/A", "win_rate_ci95_high,none": high}}}))
+    write_jsonl(tmp_path / "samples_creative_pairwise_2026-01-01T00-00-00.jsonl",
+                [{"doc_id": i, "metrics": ["win_rate"], "win_rate": v} for i, v in enumerate(wins)])
+    s = report.lm_eval_summary(report.load_runs([tmp_path]).lm_eval)
+    assert list(s["creative_pairwise"]) == ["win_rate"]
+    ci = s["creative_pairwise"]["win_rate"]["ci"]
+    assert (ci["estimate"], ci["ci_low"], ci["ci_high"], ci["n"]) == (0.75, low, high, 12)
+    assert s["creative_pairwise"]["win_rate"]["samples"]["ci_low"] == pytest.approx(low)  # Wilson, the same rule
+    summary = report.summarize([], [], [], {}, lm_eval=report.load_runs([tmp_path]).lm_eval, n_boot=50)
+    (rows,) = [r for title, _, r in render.tables(summary) if title == "lm-eval task creative_pairwise"]
+    assert rows == [["win_rate", f"0.750 [{low:.3f}, {high:.3f}]", "0.13", "12"]]
 
 
 def test_unknown_jsonl_is_a_clear_error(tmp_path):

@@ -65,7 +65,7 @@ def score(args: argparse.Namespace) -> None:
     model, tokenizer = a.load_model(args)
     d, _ = a.resolve_direction(args, model, tokenizer)
     scorer = probe.Probe(model, tokenizer, d, tokens=args.tokens)
-    scores = store.resume(args.out, scorer, stories) if args.out else scorer.score(
+    scores = store.resume(args.out, scorer, stories, progress=True) if args.out else scorer.score(
         [s.prompt for s in stories], [s.text for s in stories], progress=True)
     cut = sum(p.truncated_tokens > 0 for p in scores)
     if cut:

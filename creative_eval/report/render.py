@@ -8,20 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from creative_eval import stats
 from creative_eval.report.checks import Check, check_rows
-
-
-def fmt_estimate(e: dict | None, digits: int = 2) -> str:
-    """`0.50 [0.29, 0.71]`; `0.67 (n too small for a CI)` below `stats.MIN_N`, where an interval would look
-    informative and is not; `–` for a missing or undefined estimate."""
-    if not e or e.get("estimate") is None:
-        return "–"
-    if e.get("ci_low") is None:
-        return f"{e['estimate']:.{digits}f}"
-    if e.get("n") is not None and e["n"] < stats.MIN_N:
-        return f"{e['estimate']:.{digits}f} (n too small for a CI)"
-    return f"{e['estimate']:.{digits}f} [{e['ci_low']:.{digits}f}, {e['ci_high']:.{digits}f}]"
+from creative_eval.stats import fmt_estimate
 
 
 Table = tuple[str, list[str], list[list[str]]]
@@ -63,9 +51,9 @@ def tables(summary: dict[str, Any]) -> list[Table]:
     if summary.get("source_label"):
         out += [(f"Source label, not a judgement: {t}", h, r) for t, h, r in compare_tables(summary["source_label"])]
     for task, metrics in summary["lm_eval"].items():
-        rows = [[m, _p(v.get("value")), _p(v.get("stderr")), fmt_estimate(v.get("samples"), 3),
-                 str(v.get("samples", {}).get("n", "–"))] for m, v in metrics.items()]
-        out.append((f"lm-eval task {task}", ["metric", "value", "stderr", "per-sample mean [95% CI]", "n"], rows))
+        rows = [[m, fmt_estimate(v.get("ci") or {"estimate": v.get("value")}, 3), _p(v.get("stderr")),
+                 str((v.get("ci") or {}).get("n") or "–")] for m, v in metrics.items()]
+        out.append((f"lm-eval task {task}", ["metric", "value [95% CI]", "lm-eval stderr", "n"], rows))
     return out
 
 

@@ -223,7 +223,9 @@ def run_meta(stories: list[Story], meta: dict | None = None) -> dict[str, Any]:
 
 
 def lm_eval_summary(lm_eval: dict[str, Any]) -> dict[str, dict]:
-    """lm-eval results (value ± stderr per task and metric) and per-sample means with t intervals."""
+    """lm-eval results per task and metric: value, lm-eval's stderr, and one 95% CI, the task's own
+    (`<metric>_ci95_low/_high`, folded into their metric's row) or else the per-sample one by `stats.sample_ci`,
+    so the report shows the interval lm-eval printed."""
     out: dict[str, dict] = {}
     for result in lm_eval.get("results", []):
         for task, metrics in result.get("results", {}).items():
@@ -238,8 +240,23 @@ def lm_eval_summary(lm_eval: dict[str, Any]) -> dict[str, dict]:
         for metric in sorted({m for r in rows for m in r.get("metrics", [])}):
             vals = [float(r[metric]) for r in rows if isinstance(r.get(metric), (int, float))]
             if vals:
-                out.setdefault(task, {}).setdefault(metric, {})["samples"] = _est(stats.mean_ci(vals, unit="sample"))
-    return stats.plain(out)
+                out.setdefault(task, {}).setdefault(metric, {})["samples"] = _est(stats.sample_ci(vals))
+    return stats.plain({task: _fold_bounds(metrics) for task, metrics in out.items()})
+
+
+def _fold_bounds(metrics: dict[str, dict]) -> dict[str, dict]:
+    """`m_ci95_low` and `m_ci95_high` become m's `ci`; every metric gets one `ci` (its samples' when no bounds)."""
+    bounds = {f"{m}_ci95_{side}" for m in metrics for side in ("low", "high")}
+    folded = {}
+    for m, v in metrics.items():
+        if m in bounds:
+            continue
+        low, high = metrics.get(f"{m}_ci95_low", {}).get("value"), metrics.get(f"{m}_ci95_high", {}).get("value")
+        n = v.get("samples", {}).get("n")
+        ci = ({"estimate": v.get("value"), "ci_low": low, "ci_high": high, "n": n} if low is not None
+              else v.get("samples"))
+        folded[m] = {**v, "ci": ci}
+    return folded
 
 
 def people_summary(preferences: list[Preference], humans: list[HumanLabel], texts: dict[str, str],
