@@ -16,15 +16,16 @@ from creative_eval.pairs import PairsError, path_of
 from creative_eval.records import CONDITIONS
 from creative_eval.steering import settings
 from creative_eval.steering.settings import Steering
+from creative_eval.usage import HelpFormatter
 
 if TYPE_CHECKING:  # the heavy modules load inside the functions that need them: `--help` imports no torch
     from creative_eval.sources import Named
 
 
 def model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="embedded", help="HF id, local folder, .gguf file, or 'embedded' (default)")
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on GPU, else fp32)")
-    p.add_argument("--device-map", default=None, help="passed to transformers, e.g. 'auto' or 'cuda'")
+    p.add_argument("--model", default="embedded", help="HF id, local folder, .gguf file, or 'embedded' (SmolLM2-135M-Instruct, shipped)")
+    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bfloat16 when a GPU is present, else float32)")
+    p.add_argument("--device-map", default=None, help="passed to transformers, e.g. 'auto' (spread over the GPUs) or 'cuda' (default: the CPU)")
 
 
 def direction_args(p: argparse.ArgumentParser) -> None:
@@ -193,7 +194,7 @@ def people_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=positive_int, default=None,
                    help="wq: the first N pairs of the fixed nested sample; hanna-ratings: N stories; FILE: N items")
     p.add_argument("--seed", type=int, default=0, help="WQ sides and sample, the template split, the random judge")
-    p.add_argument("--n-boot", type=positive_int, default=2000)
+    p.add_argument("--n-boot", type=positive_int, default=2000, help="bootstrap resamples of each interval")
 
 
 def condition_pair(text: str) -> tuple[str, str]:
@@ -206,7 +207,12 @@ def condition_pair(text: str) -> tuple[str, str]:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with every usage error ending in where to read the usage."""
+    """argparse, with every usage error ending in where to read the usage, and every option's default in its help
+    (the subcommands' parsers are made by this class too, so they all format alike)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         if message.endswith("expected one argument"):
@@ -218,13 +224,13 @@ class Parser(argparse.ArgumentParser):
 def steering_args(p: argparse.ArgumentParser, positions: bool = True) -> None:
     """lambda, its unit and (for generation) the positions; `main` makes them one `Steering` (args.steering)."""
     p.add_argument("--alpha", type=finite, default=settings.DEFAULT_ALPHA,
-                   help=f"lambda (default {settings.DEFAULT_ALPHA}, with --norm relative)")
+                   help="lambda, the steering strength, in the unit of --norm")
     p.add_argument("--norm", choices=settings.NORMS, default="relative",
-                   help="relative: lambda x the mean residual norm at the layer (default); unit: the paper's lambda; "
+                   help="relative: lambda x the mean residual norm at the layer; unit: the paper's lambda; "
                         "raw: lambda x |mean difference|")
     if positions:
         p.add_argument("--positions", choices=settings.POSITIONS, default="all",
-                       help="where to steer: all (default), prompt or generated tokens")
+                       help="where to steer: all, prompt or generated tokens")
 
 
 def steering_of(args: argparse.Namespace) -> Steering:

@@ -21,12 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job end to end (default: the embedded model; a minute with "
                                     "--n 4 --max-new-tokens 32)")
     a.model_args(p)
-    p.add_argument("--n", type=a.positive_int, default=30, help="number of test prompts (default 30)")
-    p.add_argument("--max-new-tokens", type=a.positive_int, default=128, help="tokens per story (default 128)")
+    p.add_argument("--n", type=a.positive_int, default=30, help="number of test prompts")
+    p.add_argument("--max-new-tokens", type=a.positive_int, default=128, help="tokens per story at most")
     p.add_argument("--alpha", type=a.finite, default=settings.DEFAULT_ALPHA,
-                   help=f"lambda, relative norm (default {settings.DEFAULT_ALPHA})")
+                   help="lambda, the steering strength, relative to the mean residual norm at the layer")
     p.add_argument("--wq", type=a.count, default=40,
-                   help="WQ expert pairs for the agreement-with-people panel (default 40; 0: none)")
+                   help="WQ expert pairs for the agreement-with-people panel (0: none)")
     p.add_argument("--out", default="reports/demo", help="run and report folder (a re-run resumes)")
     p.set_defaults(run=run, outputs=lambda args: outputs.check_folder(args.out))
 

@@ -11,19 +11,21 @@ from creative_eval.cli import args as a
 from creative_eval.cli.stopping import WHOLE
 from creative_eval.records import POOLINGS
 
+POOLING_HELP = "how a prompt's token states become one vector: mean over its tokens, or its last token"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("direction", help="extract the creativity direction at one layer")
     a.model_args(p)
     p.add_argument("--source", choices=("prompts", "stories", "humans"), default="prompts",
-                   help="prompts: the pairs' prompts (default); stories: the shipped validation pairs' unsteered "
+                   help="prompts: the pairs' prompts; stories: the shipped validation pairs' unsteered "
                         "stories (generated once, cached); humans: WQ's expert pairs")
     p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED,
                    help="pairs file (JSONL/CSV) or 'pairs' (shipped); --source prompts only")
-    p.add_argument("--split", default="validation", help="which split to extract from (default validation)")
+    p.add_argument("--split", default="validation", help="which split of the pairs to extract from")
     p.add_argument("--layer", type=a.positive_int, default=None,
                    help="output of decoder block l (default: the sweep's)")
-    p.add_argument("--pooling", choices=POOLINGS, default="mean")
+    p.add_argument("--pooling", choices=POOLINGS, default="mean", help=POOLING_HELP)
     p.add_argument("--no-template", action="store_true", help="read prompts without the chat template")
     p.add_argument("--out", required=True, help="where to write the .safetensors file")
     p.set_defaults(run=direction, outputs=lambda args: a.check_new_file(args.out, a.pairs_inputs(args)),
@@ -31,21 +33,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sweep", help="AUROC of the probe at every layer; recommends a layer")
     a.model_args(p)
-    p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED)
-    p.add_argument("--robustness", type=a.pairs_source, default=pairs.ROBUSTNESS)
-    p.add_argument("--pooling", choices=POOLINGS, default="mean")
-    p.add_argument("--no-template", action="store_true")
-    p.add_argument("--n-boot", type=a.positive_int, default=1000)
+    p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED,
+                   help="pairs file (JSONL/CSV) or a shipped set: the validation split fits, the test split scores")
+    p.add_argument("--robustness", type=a.pairs_source, default=pairs.ROBUSTNESS,
+                   help="vocabulary-swapped pairs, never used to fit: does the AUROC hold without the usual words")
+    p.add_argument("--pooling", choices=POOLINGS, default="mean", help=POOLING_HELP)
+    p.add_argument("--no-template", action="store_true", help="read prompts without the chat template")
+    p.add_argument("--n-boot", type=a.positive_int, default=1000, help="bootstrap resamples of each AUROC interval")
     p.add_argument("--plot", default=None, help="PNG path for the AUROC-per-layer plot")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--criteria", action="store_true",
                    help="three criteria per layer and source (prompts, stories, humans): prompt AUROC, held-out "
                         "story AUROC, WQ agreement, each with random-direction controls; plus robustness and hard sets")
-    p.add_argument("--layers", type=a.layers, default=[8, 12, 17, 22], help="--criteria: layers (default 8,12,17,22)")
+    p.add_argument("--layers", type=a.layers, default="8,12,17,22", help="--criteria: comma-separated layers")
     p.add_argument("--fit-pairs", type=a.positive_int, default=None,
-                   help="--criteria: fit the stories source on the first N validation pairs' stories (default all)")
+                   help="--criteria: fit the stories source on the first N validation pairs' stories (default: all)")
     p.add_argument("--story-fit", choices=("validation", "crossfit"), default="validation",
-                   help="--criteria: fit the stories source on validation stories (default), or cross-fit it by "
+                   help="--criteria: fit the stories source on validation stories, or cross-fit it by "
                         "pair on the test stories (5 folds; no validation stories to generate)")
     p.set_defaults(run=sweep, outputs=lambda args: args.plot and outputs.check_file(args.plot,
                                                                                      inputs=a.pairs_inputs(args)))

@@ -20,18 +20,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="stories for the test split: baseline / induced / creative")
     a.model_args(p)
     a.direction_args(p)
-    p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED)
-    p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=a.positive_int, default=None, help="first N pairs only")
+    p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED,
+                   help="pairs file (JSONL/CSV) or a shipped set whose prompts are written from")
+    p.add_argument("--split", default="test", help="which split of the pairs to write stories for")
+    p.add_argument("--limit", type=a.positive_int, default=None, help="first N pairs only (default: all)")
     a.steering_args(p)
-    p.add_argument("--conditions", type=a.conditions, default=list(CONDITIONS), help="comma-separated")
-    p.add_argument("--max-new-tokens", type=a.positive_int, default=256)
-    p.add_argument("--temperature", type=a.temperature, default=1.0)
-    p.add_argument("--top-p", type=a.top_p, default=1.0)
-    p.add_argument("--seed", type=a.whole, default=0)
-    p.add_argument("--batch-size", type=a.positive_int, default=8)
+    p.add_argument("--conditions", type=a.conditions, default=",".join(CONDITIONS),
+                   help="comma-separated conditions to write (baseline: negated prompt; induced: negated prompt, "
+                        "steered; creative: creative prompt)")
+    p.add_argument("--max-new-tokens", type=a.positive_int, default=256, help="tokens per story at most")
+    p.add_argument("--temperature", type=a.temperature, default=1.0, help="sampling temperature; 0: greedy")
+    p.add_argument("--top-p", type=a.top_p, default=1.0, help="nucleus sampling: the smallest set of tokens "
+                   "holding this much probability; 1: all")
+    p.add_argument("--seed", type=a.whole, default=0, help="sampling seed (each batch is seeded from it)")
+    p.add_argument("--batch-size", type=a.positive_int, default=8, help="prompts decoded together")
     p.add_argument("--backend", choices=BACKENDS, default="hf",
-                   help="hf (transformers, default), llamacpp (a .gguf or 'embedded' through llama-cpp-python) or "
+                   help="hf (transformers), llamacpp (a .gguf or 'embedded' through llama-cpp-python) or "
                         "vllm (vLLM in its own environment, .venv-vllm)")
     p.add_argument("--threads", type=a.positive_int, default=None, help="llamacpp: CPU threads (default: all cores)")
     vllm_args(p)
@@ -44,28 +48,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                                            "cost, against a random direction; recommends lambda")
     a.model_args(p)
     a.direction_args(p)
-    p.add_argument("--alphas", type=a.alphas, default=[0.1, 0.2, 0.35],
-                   help="comma-separated lambdas for the direction and the random control (default 0.1,0.2,0.35)")
-    p.add_argument("--norm", choices=settings.NORMS, default="relative")
-    p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED)
-    p.add_argument("--limit", type=a.positive_int, default=24, help="first N negated test prompts (default 24)")
-    p.add_argument("--max-new-tokens", type=a.positive_int, default=96)
-    p.add_argument("--seed", type=a.whole, default=0)
+    p.add_argument("--alphas", type=a.alphas, default="0.1,0.2,0.35",
+                   help="comma-separated lambdas for the direction and the random control")
+    p.add_argument("--norm", choices=settings.NORMS, default="relative",
+                   help="unit of lambda: relative (x the mean residual norm at the layer), unit (the paper's), "
+                        "raw (x |mean difference|)")
+    p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED,
+                   help="pairs file (JSONL/CSV) or a shipped set whose negated test prompts are steered")
+    p.add_argument("--limit", type=a.positive_int, default=24, help="first N negated test prompts")
+    p.add_argument("--max-new-tokens", type=a.positive_int, default=96, help="tokens per story at most")
+    p.add_argument("--seed", type=a.whole, default=0, help="sampling seed")
     p.add_argument("--judge", type=a.preset, default="self",
-                   help="judge preset for pairwise and ratings (default self: the model)")
+                   help="judge preset for pairwise and ratings (self: the model itself)")
     p.add_argument("--judge-direction", type=a.direction_source, default="auto",
                    help="the judging probe: a direction file from another layer or source, or 'auto' (shipped "
                         "pairs at --judge-layer); never the steering direction itself")
     p.add_argument("--judge-layer", type=a.positive_int, default=None,
                    help="layer of --judge-direction auto (default: 3 before the steering layer)")
     p.add_argument("--at", type=a.finite, default=settings.DEFAULT_ALPHA,
-                   help=f"lambda of the positions, layers and gate arms (default {settings.DEFAULT_ALPHA})")
+                   help="lambda of the positions, layers and gate arms")
     p.add_argument("--extra-positions", type=a.positions, default=[], help="e.g. generated: the direction there at --at")
     p.add_argument("--extra-layers", type=a.layers, default=[], help="e.g. 12,22: the direction there at --at")
     p.add_argument("--gate", type=a.finite, default=None, metavar="TARGET",
                    help="a probe-gated arm: steer while the running probe cosine mean is below TARGET")
     p.add_argument("--gate-window", type=a.positive_int, default=16, help="tokens in the gate's running mean")
-    p.add_argument("--gate-alpha", type=a.finite, default=None, help="lambda while the gate is open (default --at)")
+    p.add_argument("--gate-alpha", type=a.finite, default=None, help="lambda while the gate is open (default: --at)")
     p.add_argument("--negated", action="store_true", help="also steer with the negated direction at every lambda")
     p.add_argument("--random-seed", type=a.whole, default=0, help="seed of the random control direction")
     p.add_argument("--coherence-template", type=a.rate_template, default=None,
@@ -83,11 +90,12 @@ VLLM_ARGS = {"tensor_parallel_size": 1, "pipeline_parallel_size": 1, "distribute
 def vllm_args(p: argparse.ArgumentParser) -> None:
     """How vLLM spreads the model; passed through to `vllm.LLM`."""
     p.add_argument("--tensor-parallel-size", type=a.positive_int, default=1, help="vllm: GPUs per model replica "
-                   "that split each layer (default 1)")
+                   "that split each layer")
     p.add_argument("--pipeline-parallel-size", type=a.positive_int, default=1, help="vllm: stages the layers are "
-                   "split into (default 1)")
+                   "split into")
     p.add_argument("--distributed-executor-backend", choices=("mp", "ray"), default=None,
-                   help="vllm: mp (processes on this machine) or ray (a Ray cluster, several machines)")
+                   help="vllm: mp (processes on this machine) or ray (a Ray cluster, several machines) "
+                        "(default: vLLM's choice)")
 
 
 def check_no_vllm_args(args: argparse.Namespace) -> None:

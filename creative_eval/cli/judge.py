@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.model_args(p)
     a.direction_args(p)
     p.add_argument("--input", type=a.existing_file, required=True, help="stories JSONL (from `generate`)")
-    p.add_argument("--tokens", choices=TOKENS, default="input+response")
+    p.add_argument("--tokens", choices=TOKENS, default="input+response",
+                   help="the tokens a score averages over: the prompt and the story, the story only, or the prompt")
     p.add_argument("--out", default=None, help="JSONL of scores (default: print a summary only)")
     p.set_defaults(run=score, outputs=lambda args: args.out and outputs.check_file(args.out, inputs=[args.input],
                                                                                    kind="probe"),
@@ -27,10 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("judge", help="0-9 ratings or pairwise preferences of stories by a judge preset")
     p.add_argument("--judge", type=a.preset, required=True,
                    help="preset name in judges/preset_files/ (embedded, self, probe, ...) or a .yaml path")
-    p.add_argument("--mode", choices=("rating", "pairwise"), default="rating")
+    p.add_argument("--mode", choices=("rating", "pairwise"), default="rating",
+                   help="rating: a 0-9 score per story; pairwise: the two stories of a prompt (--compare) compared "
+                        "in both orders")
     p.add_argument("--input", type=a.existing_file, required=True, help="stories JSONL (from `generate`)")
-    p.add_argument("--compare", type=a.condition_pair, default=("induced", "baseline"), metavar="COND:COND",
-                   help="pairwise: the conditions (or source labels) paired per prompt id (default induced:baseline)")
+    p.add_argument("--compare", type=a.condition_pair, default="induced:baseline", metavar="COND:COND",
+                   help="pairwise: the conditions (or source labels) paired per prompt id")
     p.add_argument("--out", required=True, help="judgements JSONL (appended as made; a re-run resumes)")
     p.set_defaults(run=judge, outputs=lambda args: outputs.check_file(
         args.out, inputs=[args.input], kind="rating" if args.mode == "rating" else "preference"),

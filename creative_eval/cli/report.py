@@ -35,18 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", help="run folders or files: stories, ratings, preferences, probe scores, "
                                            "human labels (JSONL), lm-eval results_*.json / samples_*.jsonl")
     p.add_argument("--name", default=None, help="report folder name under --out-root (default: first run's name)")
-    p.add_argument("--out-root", default="reports")
+    p.add_argument("--out-root", default="reports", help="folder the report folder (--name) is written in")
     p.add_argument("--humans", action="append", default=[], help="human-label file (CSV/JSONL) or 'hanna'")
     p.add_argument("--check", action="append", default=[], metavar="EXPR",
                    help="e.g. 'pairwise.self.win_rate.ci_low>=0.5'; exit 1 when one fails (repeatable)")
-    p.add_argument("--n-boot", type=a.positive_int, default=2000)
+    p.add_argument("--n-boot", type=a.positive_int, default=2000, help="bootstrap resamples of each interval")
     # it writes only its own report files, beside the runs it reads when asked to
     p.set_defaults(run=report, outputs=report_outputs)
 
     p = sub.add_parser("compare-judges", help="each judge vs human labels; McNemar between judges (Holm)")
     p.add_argument("runs", nargs="+", help="judgement files or folders (ratings / preferences JSONL)")
     p.add_argument("--humans", action="append", default=[], help="human-label file (CSV/JSONL) or 'hanna'")
-    p.add_argument("--n-boot", type=a.positive_int, default=2000)
+    p.add_argument("--n-boot", type=a.positive_int, default=2000, help="bootstrap resamples of each interval")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.set_defaults(run=compare_judges)
 

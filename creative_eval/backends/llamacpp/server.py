@@ -2,6 +2,7 @@
 
     python -m creative_eval.backends.llamacpp.server --port 8000 --n_threads 2   # foreground; any server option
     python -m creative_eval.backends.llamacpp.server --direction d.safetensors --alpha 0.2   # steered (engine.py)
+    python -m creative_eval.backends.llamacpp.server --help  # its own options (`options`), then llama.cpp's
     with LocalServer() as srv:                                               # background, stopped on exit
         judge = OpenAIJudge("local", "embedded", base_url=srv.base_url)
 
@@ -31,6 +32,10 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
+from creative_eval.steering import settings
+from creative_eval.usage import HelpFormatter
+
+PROG = "python -m creative_eval.backends.llamacpp.server"
 MAX_BODY = 4 * 2**20  # bytes: a prompt that fills the largest context is far smaller
 DEFAULT_N_CTX = 2048  # llama-cpp-python's server default
 
@@ -93,10 +98,54 @@ def _n_ctx(argv: Sequence[str]) -> int:
         return 0  # llama.cpp's own parser will say what is wrong with it
 
 
+def options() -> argparse.ArgumentParser:
+    """The launcher's own options, as `--help` lists them before llama-cpp-python's (which pass through); `bind`
+    and `engine.server_steering` read them from the arguments."""
+    p = argparse.ArgumentParser(prog=PROG, add_help=False, allow_abbrev=False, formatter_class=HelpFormatter,
+                                description="An OpenAI-compatible server of a GGUF model (llama-cpp-python's), "
+                                            "optionally steered by a creativity direction. Its own options:")
+    p.add_argument("--model", default=None, help="the .gguf file to serve (default: the embedded model, "
+                   "SmolLM2-135M-Instruct)")
+    p.add_argument("--direction", default=None, metavar="FILE",
+                   help="a direction .safetensors: every completion is steered with it, as a control vector at the "
+                        "direction's layer (default: unsteered)")
+    p.add_argument("--alpha", type=float, default=settings.DEFAULT_ALPHA, help="with --direction: lambda, the "
+                   "steering strength, in the unit of --norm")
+    p.add_argument("--norm", default="relative", metavar="|".join(settings.NORMS),
+                   help="with --direction: relative (lambda x the mean residual norm at the layer), unit (the "
+                        "paper's lambda) or raw (lambda x |mean difference|)")
+    p.add_argument("--host", default=None, help="the address to listen on (default: $HOST, else 127.0.0.1); "
+                   "any but loopback needs --api-key")
+    p.add_argument("--api-key", "--api_key", dest="api_key", default=None,
+                   help="the key clients must send as a bearer token (default: $API_KEY, else none)")
+    p.add_argument("--extra_bufts", action="store_true",
+                   help="keep llama.cpp's extra buffer types (weight repacking); off, because its AMX kernels kill "
+                        "the server with SIGILL on machines that report AMX but cannot run it")
+    p.add_argument("-h", "--help", action="store_true", help="show this help, then llama-cpp-python's, and exit")
+    return p
+
+
+def print_help() -> None:
+    """Our options, then llama-cpp-python's server's (its own `--help`, which exits); nothing loads a model."""
+    options().print_help()
+    print("\nllama-cpp-python's server options (passed through to it):\n", flush=True)
+    try:
+        from llama_cpp.server.__main__ import main as server_main
+    except ImportError as e:
+        print(f"  not installed ({e}); run `pip install 'llama-cpp-python[server]'`")
+        return
+    sys.argv = [PROG, "--help"]
+    server_main()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """llama_cpp.server's command line (same options), `--model` defaulting to the embedded GGUF, on 127.0.0.1
     unless told otherwise, answering bad requests with 4xx and a message."""
-    args = bind(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print_help()
+        return
+    args = bind(argv)
     if "--extra_bufts" in args:
         args.remove("--extra_bufts")
     else:
