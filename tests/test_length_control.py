@@ -91,7 +91,7 @@ def test_a_fitting_is_checked_once_and_named_in_the_cache_key():
     sources.check_fitting("stories", calibration.Fitting())
 
 
-def _fake_wq(folder, n: int = 12) -> None:
+def fake_wq(folder, n: int = 12) -> None:
     """A WQ-shaped file: each pair twice (sides swapped), the shorter paragraph mostly preferred."""
     words = "the clock argued with a cat about rain in the city at night".split()
     rows = []
@@ -108,7 +108,7 @@ def _fake_wq(folder, n: int = 12) -> None:
 def test_the_humans_source_fits_length_orthogonal_cached_apart_and_carries_its_fit(tiny, tmp_path, monkeypatch):
     model, tokenizer = tiny
     monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
-    _fake_wq(tmp_path / "wq")
+    fake_wq(tmp_path / "wq")
     monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
     plain, plain_path = sources.resolve("humans", model, tokenizer, "tiny", 2)
     ortho, ortho_path = sources.resolve("humans", model, tokenizer, "tiny", 2, fitting=RESIDUAL)

@@ -5,7 +5,9 @@ is the normalised mean of (preferred - dispreferred), or the weights of an L2-re
 on those differences. Its agreement with the same people is cross-validated by pair (k folds: every pair is
 scored by a direction fitted on the other folds only), so a direction never reports agreement on its own
 training pairs. Pairs that share a text (WQ reuses each preferred paragraph in three pairs) form one group
-and fall in one fold together, or the direction would meet its test texts in training.
+and fall in one fold together, or the direction would meet its test texts in training. People who mostly
+prefer the shorter text would make a plain fit a length detector; `Fitting(length_control="residual")` fits a
+direction that is uncorrelated with length on its training texts by construction.
 """
 
 from __future__ import annotations
