@@ -120,3 +120,28 @@ def test_the_humans_source_fits_length_orthogonal_cached_apart_and_carries_its_f
     assert len(ortho.meta["trained_on"].split(",")) == 12  # the probe judge refuses these pairs
     again, _ = sources.resolve("humans", model, tokenizer, "tiny", 2, fitting=RESIDUAL)
     assert torch.equal(again.vector, ortho.vector)  # read back from its own cache file
+
+
+def test_the_probe_humans_residual_preset_judges_with_the_length_orthogonal_fit(tiny, tmp_path, monkeypatch):
+    from creative_eval import judges
+    from creative_eval.judges import presets
+
+    model, tokenizer = tiny
+    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
+    fake_wq(tmp_path / "wq")
+    monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
+    cfg = presets.load("probe-humans-residual")
+    judge = judges.load_judge({**cfg, "layer": 2}, model, tokenizer)
+    assert judge.direction.meta["length_control"] == "residual"
+    want, _ = sources.resolve("humans", model, tokenizer, "tiny", 2, fitting=RESIDUAL)
+    assert torch.equal(judge.direction.vector, want.vector)
+    assert judge.template_hash.endswith("-humans-length-residual")
+    with pytest.raises(ValueError, match="fitted on 1 of these stories"):
+        judge.rate([Story(prompt_id="wq-3", condition="p1", prompt="Write a paragraph.", text="The cat")])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backend: probe\ndirection: auto\nlength_control: residual\n", encoding="utf-8")
+    with pytest.raises(presets.PresetError, match="bad.yaml.*'length_control' applies to 'direction: humans' only"):
+        presets.load(bad)
+    bad.write_text("backend: probe\ndirection: humans\nlength_control: words\n", encoding="utf-8")
+    with pytest.raises(presets.PresetError, match="'length_control' must be one of"):
+        presets.load(bad)
