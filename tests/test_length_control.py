@@ -96,7 +96,7 @@ def fake_wq(folder, n: int = 12) -> None:
     words = "the clock argued with a cat about rain in the city at night".split()
     rows = []
     for i in range(n):
-        short, long_ = " ".join(words[: 3 + i % 4]), " ".join(words * (1 + i % 3))
+        short, long_ = " ".join([f"pair {i}", *words[: 3 + i % 4]]), " ".join([f"pair {i}", *words * (1 + i % 3)])
         pref = "1" if i % 4 else "2"
         for j, (p1, p2, r) in enumerate(((short, long_, pref), (long_, short, "2" if pref == "1" else "1"))):
             rows.append({"id": f"{i}-{j}", "original_id": str(i), "paragraph1": p1, "paragraph2": p2,
@@ -145,3 +145,21 @@ def test_the_probe_humans_residual_preset_judges_with_the_length_orthogonal_fit(
     bad.write_text("backend: probe\ndirection: humans\nlength_control: words\n", encoding="utf-8")
     with pytest.raises(presets.PresetError, match="'length_control' must be one of"):
         presets.load(bad)
+
+
+def test_the_direction_command_fits_length_orthogonal_and_prints_its_held_out_agreement(tiny, tmp_path, monkeypatch,
+                                                                                        capsys):
+    from creative_eval import cli, direction, models
+
+    model, tokenizer = tiny
+    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
+    fake_wq(tmp_path / "wq")
+    monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
+    monkeypatch.setattr(models, "load", lambda *a, **k: (model, tokenizer))
+    out = tmp_path / "d.safetensors"
+    assert cli.main(["direction", "--model", "tiny", "--source", "humans", "--length-control", "residual",
+                     "--layer", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fit mean-residual: agreement" in printed and "among random directions" in printed
+    assert "length-controlled coefficient" in printed and "not a validation" in printed
+    assert direction.load(out).meta["length_control"] == "residual"
