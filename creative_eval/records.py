@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, TypeVar
 
 CONDITIONS = ("baseline", "induced", "creative")
 POOLINGS = ("mean", "last")  # how a prompt's token states become one vector (activations)
+LENGTH_CONTROLS = ("none", "residual")  # how the human-calibrated direction is kept from reading length (calibration)
 TOKENS = ("input+response", "response", "prompt")  # the tokens a probe score averages over (probe)
 
 

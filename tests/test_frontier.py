@@ -163,3 +163,36 @@ def test_extra_layers_need_the_auto_direction_before_any_model_loads(tiny, tmp_p
     monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("the model was loaded"))
     assert cli.main(["steer-sweep", "--direction", str(d), "--extra-layers", "12"]) == 2
     assert "--direction auto" in capsys.readouterr().err
+
+
+def test_the_human_calibrated_probe_judges_the_frontier_on_response_tokens(tiny, dirs, tmp_path, monkeypatch):
+    from creative_eval import sources
+    from creative_eval.people import humans
+    from creative_eval.probe import Probe
+    from creative_eval.records import Story, read_records
+    from test_length_control import fake_wq
+
+    model, tokenizer = tiny
+    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
+    fake_wq(tmp_path / "wq")
+    monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
+    judge_d, judge_path = sources.resolve("humans", model, tokenizer, "tiny", 2)
+    result = frontier.run(model, tokenizer, PAIRS, dirs, judge_d, frontier.plan([8.0]), layer=2, out=tmp_path / "f",
+                          judge=judges.load_judge("self", model, tokenizer), sampling=SAMPLING, judge_source=judge_path)
+    probe = result["settings"]["judge_probe"]
+    cosine = float(torch.nn.functional.cosine_similarity(dirs[2].vector, judge_d.vector, 0))
+    assert (probe["direction_source"], probe["tokens"], probe["layer"]) == ("humans", "response", 2)
+    assert probe["cosine_with_steering_direction"] == pytest.approx(cosine, abs=1e-6)
+    stories = read_records(tmp_path / "f" / "stories.jsonl", Story)
+    rows = [json.loads(line) for line in (tmp_path / "f" / "table.jsonl").read_text().splitlines()]
+    want = Probe(model, tokenizer, judge_d, tokens="response").score([s.prompt for s in stories], [s.text for s in stories])
+    assert [r["probe"] for r in rows] == pytest.approx([p.score for p in want], abs=1e-5)
+    assert "response tokens, cosine with the steering direction" in report.frontier_markdown(result)
+
+
+def test_a_judge_direction_file_refuses_a_judge_layer_before_any_model_loads(tiny, tmp_path, capsys, monkeypatch):
+    model, tokenizer = tiny
+    d = direction.save(direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny"), tmp_path / "d.safetensors")
+    monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert cli.main(["steer-sweep", "--judge-direction", str(d), "--judge-layer", "3"]) == 2
+    assert "a direction file has its own layer" in capsys.readouterr().err

@@ -72,8 +72,8 @@ def test_cross_validation_never_scores_a_pair_it_trained_on():
     seen: list[set[int]] = []
 
     def spy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        seen.append(set(a.argmax(1).tolist()))
-        return calibration.fit(a, b)
+        seen.append(set(a.mean.argmax(1).tolist()))
+        return calibration.fit(a.mean, b.mean)
 
     cv = calibration.cross_validate(good, bad, k=5, seed=3, fit_fn=spy)
     assert len(seen) == 5 and not np.isnan(cv.margins).any()
@@ -88,11 +88,11 @@ def test_cross_validation_never_scores_a_pair_it_trained_on():
 def test_cross_validated_agreement_finds_a_planted_preference_and_shuffling_destroys_it(method):
     st, a = planted(n=60, strength=0.4)
     good, bad = st.take(range(60)), st.take(range(60, 120))
-    cv = calibration.cross_validate(good, bad, k=5, fit_fn=lambda x, y: calibration.fit(x, y, method))
+    cv = calibration.cross_validate(good, bad, k=5, fit_fn=calibration.Fitting(method))
     est = cv.agreement()
     assert est.estimate > 0.9 and est.n == 60 and est.unit == "pair"
     if method == "mean":  # the controls' code path does not depend on the fit
-        rand, shuffled = calibration.cv_controls(est.estimate, good, bad, k=5, n=30, method=method)
+        rand, shuffled = calibration.cv_controls(est.estimate, good, bad, k=5, n=30, fitting=calibration.Fitting(method))
         assert rand.percentile > 0.95 and shuffled.percentile > 0.95
         assert shuffled.null_median < 0.8
 

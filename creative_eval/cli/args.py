@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from creative_eval import outputs, pairs
 from creative_eval.pairs import PairsError, path_of
-from creative_eval.records import CONDITIONS
+from creative_eval.records import CONDITIONS, LENGTH_CONTROLS
 from creative_eval.steering import settings
 from creative_eval.steering.settings import Steering
 from creative_eval.usage import HelpFormatter
@@ -34,6 +34,24 @@ def direction_args(p: argparse.ArgumentParser) -> None:
                         "unsteered stories), 'humans' (WQ expert pairs); sources are cached")
     p.add_argument("--layer", type=positive_int, default=None,
                    help="layer for a --direction source (default: the sweep's)")
+    length_control_args(p)
+
+
+def length_control_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--length-control", choices=LENGTH_CONTROLS, default="none",
+                   help="humans source only: residual fits a length-orthogonal direction (each pair difference "
+                        "minus what its log length ratio explains, then the axes whose scores covary with length "
+                        "projected out); none: the plain fit")
+
+
+def fitting_of(args: argparse.Namespace):
+    """The humans source's `calibration.Fitting`, checked against the named source before any model loads."""
+    from creative_eval import sources
+    from creative_eval.sources import calibration
+
+    fitting = calibration.Fitting(length_control=args.length_control)
+    sources.check_fitting(str(getattr(args, "source", None) or args.direction), fitting)
+    return fitting
 
 
 def finite(text: str) -> float:
@@ -247,7 +265,8 @@ def resolve_direction(args: argparse.Namespace, model, tokenizer):
     """(direction, its file or cache path) from --direction and --layer, through the one resolver."""
     from creative_eval import sources
 
-    return sources.resolve(args.direction, model, tokenizer, args.model, args.layer, progress=True)
+    return sources.resolve(args.direction, model, tokenizer, args.model, args.layer, fitting=args.fitting,
+                           progress=True)
 
 
 def pairs_inputs(args: argparse.Namespace) -> list[str]:

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="lambda, the steering strength, relative to the mean residual norm at the layer")
     p.add_argument("--wq", type=a.count, default=40,
                    help="WQ expert pairs for the agreement-with-people panel (0: none)")
+    p.add_argument("--judge-direction", type=a.direction_source, default="auto",
+                   help="the frontier's other-source probe: auto (3 layers before the steering layer), "
+                        "humans (the human-calibrated direction), stories or a direction file")
     p.add_argument("--out", default="reports/demo", help="run and report folder (a re-run resumes)")
     p.set_defaults(run=run, outputs=lambda args: outputs.check_folder(args.out))
 
@@ -35,7 +38,8 @@ def run(args: argparse.Namespace) -> None:
     from creative_eval import report
 
     path = demo(args.out, n=args.n, max_new_tokens=args.max_new_tokens, steering=settings.Steering(args.alpha),
-                wq_pairs=args.wq, model_id=args.model, dtype=args.dtype, device_map=args.device_map)
+                wq_pairs=args.wq, model_id=args.model, dtype=args.dtype, device_map=args.device_map,
+                judge_direction=args.judge_direction)
     report.print_summary(report.read_summary(path)["summary"])
     print(f"report: {path} (figure: {path.parent / 'figure1.png'})")
 
@@ -54,13 +58,14 @@ def judge_all(judge, stories: Sequence, pair_items: Sequence, out: Path) -> tupl
 
 def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 128,
          steering: settings.Steering = settings.Steering(), wq_pairs: int = 40, seed: int = 0,
-         model_id: str = "embedded", dtype: str | None = None, device_map: str | None = None) -> Path:
+         model_id: str = "embedded", dtype: str | None = None, device_map: str | None = None,
+         judge_direction: str = "auto") -> Path:
     """The main job on `model_id` (default the embedded model); returns the report's path.
 
     Stories for `n` test prompts in three conditions, judged by the model itself (0-9 rating, pairwise in both
     orders, position-debiased) and by the probe; with WQ present, both judges also compare `wq_pairs` expert-
     labelled paragraph pairs (a fixed sample), so the report shows agreement with people (writing quality)
-    beside the length and random baselines."""
+    beside the length and random baselines. The steering frontier's other-source probe is `judge_direction`."""
     from creative_eval import judges, models, pairs, report, sources
     from creative_eval.evals import frontier
     from creative_eval.people import humans
@@ -89,7 +94,8 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
             **controls.describe(controls.condition_comparisons(stories, *states, d.vector, "input+response"))}
     if labels:
         meta["human_label"] = f"WQ experts' writing-quality preference, {len(labels)} pairs (seed {seed})"
-    steering_frontier = frontier.demo(model, tokenizer, d, selected, out / "frontier", model_id=model_id)
+    steering_frontier = frontier.demo(model, tokenizer, d, selected, out / "frontier", model_id=model_id,
+                                      judge_direction=judge_direction)
     report.write_frontier(steering_frontier, out / "frontier")
     return report.build(out.name, stories, ratings, preferences + probe_preferences, probe_scores, labels,
                         meta, out_root=out.parent, human_stories=wq_stories, frontier=steering_frontier)

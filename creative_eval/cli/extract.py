@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.model_args(p)
     p.add_argument("--source", choices=("prompts", "stories", "humans"), default="prompts",
                    help="prompts: the pairs' prompts; stories: the shipped validation pairs' unsteered "
-                        "stories (generated once, cached); humans: WQ's expert pairs")
+                        "stories (generated once, cached); humans: WQ's expert pairs, printed with its agreement "
+                        "cross-validated by groups of pairs sharing a text")
+    a.length_control_args(p)
     p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED,
                    help="pairs file (JSONL/CSV) or 'pairs' (shipped); --source prompts only")
     p.add_argument("--split", default="validation", help="which split of the pairs to extract from")
@@ -78,9 +80,12 @@ def direction(args: argparse.Namespace) -> None:
 
     if args.source != "prompts":
         model, tokenizer = a.load_model(args)
-        d, path = sources.resolve(args.source, model, tokenizer, args.model, args.layer, progress=True)
+        d, path = sources.resolve(args.source, model, tokenizer, args.model, args.layer, fitting=args.fitting,
+                                  progress=True)
         direction_mod.save(d, args.out)
         print(f"wrote {args.out} (source {d.source}, cached at {path}): layer {d.layer}, raw norm {d.raw_norm:.3g}")
+        if args.source == "humans":
+            print(human_validation(model, tokenizer, d, args.fitting))
         return
     selected = pairs.load_pairs(args.pairs, args.split)  # a bad file fails before the model loads
     model, tokenizer = a.load_model(args)
@@ -92,6 +97,28 @@ def direction(args: argparse.Namespace) -> None:
     )
     direction_mod.save(d, args.out)
     print(f"wrote {args.out}: layer {d.layer}, raw norm {d.raw_norm:.3g}, residual norm {d.resid_norm:.3g}")
+
+
+def human_validation(model, tokenizer, d, fitting) -> str:
+    """The humans fit's WQ agreement on pairs it was not fitted on, beside its controls and length."""
+    from creative_eval import stats
+    from creative_eval.sources import calibration, wq_states
+
+    good_st, bad_st, good, bad = wq_states(model, tokenizer, d.layer, progress=True)
+    v = calibration.validate(good_st, bad_st, good, bad, fitting)
+    est, lc = v["agreement"], v["length_logit"]
+    side = lambda e: f"{e['estimate']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}] (n={e['n']} {e['unit']}s)"  # noqa: E731
+    coef = (f"{lc['coef']:+.2f} [{lc['ci_low']:+.2f}, {lc['ci_high']:+.2f}]" if lc["coef"] is not None
+            else f"not fitted ({lc['reason']})")
+    scores = {s.text: float(x) for s, x in zip(good + bad, [*good_st.scores(d.vector), *bad_st.scores(d.vector)])}
+    rho = stats.correlation_ci(list(scores.values()), [len(t.split()) for t in scores])
+    return (f"WQ (expert writing quality), {v['pairs']} pairs in {v['groups']} groups sharing a text, {v['folds']}-fold "
+            f"cross-validated by group, fit {v['fit']}: agreement {side(est)}; percentile "
+            f"{100 * v['random']['percentile']:.0f} among random directions, {100 * v['shuffled']['percentile']:.0f} "
+            f"among shuffled-label fits; where the experts chose the longer {side(v['agree_when_longer_chosen'])}, "
+            f"the shorter {side(v['agree_when_shorter_chosen'])}; length-controlled coefficient {coef} per SD; "
+            f"Spearman of this direction's scores with words on its {rho.n} training texts (a property of the fit, "
+            f"not a validation) {rho.estimate:+.2f} [{rho.ci_low:+.2f}, {rho.ci_high:+.2f}]")
 
 
 def sweep(args: argparse.Namespace) -> None:

@@ -61,10 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--judge", type=a.preset, default="self",
                    help="judge preset for pairwise and ratings (self: the model itself)")
     p.add_argument("--judge-direction", type=a.direction_source, default="auto",
-                   help="the judging probe: a direction file from another layer or source, or 'auto' (shipped "
-                        "pairs at --judge-layer); never the steering direction itself")
+                   help="the judging probe: 'auto' (shipped pairs at --judge-layer), 'humans' (fitted on WQ's "
+                        "expert pairs: an independent, human-calibrated judge, read on response tokens), 'stories', "
+                        "or a direction file; never the steering direction itself")
     p.add_argument("--judge-layer", type=a.positive_int, default=None,
-                   help="layer of --judge-direction auto (default: 3 before the steering layer)")
+                   help="layer of a --judge-direction source (default: auto 3 before the steering layer, other "
+                        "sources the default layer)")
     p.add_argument("--at", type=a.finite, default=settings.DEFAULT_ALPHA,
                    help="lambda of the positions, layers and gate arms")
     p.add_argument("--extra-positions", type=a.positions, default=[], help="e.g. generated: the direction there at --at")
@@ -206,14 +208,14 @@ def steer_sweep(args: argparse.Namespace) -> None:
     if args.extra_layers and args.direction != "auto":
         raise ValueError("--extra-layers extracts the direction at each layer from the shipped pairs; "
                          "use --direction auto with it, or drop --extra-layers")
-    if args.judge_direction != "auto" and args.judge_layer is not None:
-        raise ValueError("--judge-layer applies to --judge-direction auto; a direction file has its own layer")
+    if args.judge_direction.loaded is not None and args.judge_layer is not None:
+        raise ValueError("--judge-layer applies to a --judge-direction source; a direction file has its own layer")
     selected = pairs.load_pairs(args.pairs, "test")[: args.limit]
     model, tokenizer = a.load_model(args)
     d, _ = a.resolve_direction(args, model, tokenizer)
     directions = {d.layer: d, **{layer: sources.resolve("auto", model, tokenizer, args.model, layer)[0]
                                  for layer in args.extra_layers if layer != d.layer}}
-    judge_layer = (args.judge_layer or frontier.judge_layer(d.layer)) if args.judge_direction == "auto" else None
+    judge_layer = args.judge_layer or (frontier.judge_layer(d.layer) if args.judge_direction == "auto" else None)
     judge_d, judge_path = sources.resolve(args.judge_direction, model, tokenizer, args.model, judge_layer)
     judge = judges.load_judge(args.judge, *((model, tokenizer) if args.judge["id"] == "self" else ()))
     arms = frontier.plan(args.alphas, at=args.at, layers=args.extra_layers, positions=args.extra_positions,

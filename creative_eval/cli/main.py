@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         with stopping.guard(args, exiting=argv is None) as stop:
             if hasattr(args, "alpha") and hasattr(args, "norm"):
                 args.steering = cli_args.steering_of(args)
+            if hasattr(args, "length_control"):
+                args.fitting = cli_args.fitting_of(args)
             if getattr(args, "outputs", None):
                 args.outputs(args)  # every output path, before any model loads
             return args.run(args) or 0

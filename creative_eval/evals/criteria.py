@@ -67,12 +67,12 @@ def _wq(good: States, bad: States, vec: torch.Tensor, rand: torch.Tensor, shuffl
             "shuffled": controls.control("shuffled labels", est.estimate, agree(shuffled)).to_dict()}
 
 
-def _wq_cv(good: States, bad: States, k: int, n_random: int, method: str, groups: np.ndarray) -> dict:
+def _wq_cv(good: States, bad: States, k: int, n_random: int, fitting: calibration.Fitting, groups: np.ndarray) -> dict:
     """Cross-validated by groups of pairs that share a text, with its controls."""
-    cv = calibration.cross_validate(good, bad, k=k, fit_fn=lambda a, b: calibration.fit(a, b, method), groups=groups)
+    cv = calibration.cross_validate(good, bad, k=k, fit_fn=fitting, groups=groups)
     est = cv.agreement()
-    rand, shuffled = calibration.cv_controls(est.estimate, good, bad, k=k, n=n_random, method=method, groups=groups)
-    return {**est.to_dict(), "cross_validated": True, "folds": k, "fit": method, "groups": int(len(set(groups))),
+    rand, shuffled = calibration.cv_controls(est.estimate, good, bad, k=k, n=n_random, fitting=fitting, groups=groups)
+    return {**est.to_dict(), "cross_validated": True, "folds": k, "fit": fitting.name, "groups": int(len(set(groups))),
             "random": rand.to_dict(), "shuffled": shuffled.to_dict()}
 
 
@@ -149,7 +149,7 @@ def sweep(
     n_boot: int = 1000,
     n_random: int = controls.N_RANDOM,
     folds: int = 5,
-    human_fit: str = "mean",
+    human_fit: calibration.Fitting = calibration.Fitting(),
     fit_pairs: int | None = None,
     story_fit: str = "validation",
     sampling: generate.Sampling = storybank.SAMPLING,
@@ -194,7 +194,7 @@ def sweep(
                 "humans": (w_good.mean, w_bad.mean)}
         for source, (a, b) in fits.items():
             vec = torch.nn.functional.normalize((a - b).mean(0), dim=0) if source != "humans" \
-                else calibration.fit(a, b, human_fit)
+                else human_fit(w_good, w_bad)
             shuffled = controls.shuffled_directions(a, b, n_random, seed=layer)
             scores = held_st[layer].scores(vec).numpy()
             rows.append({

@@ -151,7 +151,8 @@ def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stories:
     prompts, texts = [s.prompt for s in flat], [s.text for s in flat]
     ppl = generate.perplexity(model, tokenizer, prompts, texts, template=template)
     own = [p.score for p in Probe(model, tokenizer, steering_d).score(prompts, texts, progress=True)]
-    other = [p.score for p in Probe(model, tokenizer, judge_d).score(prompts, texts, progress=True)]
+    other = [p.score for p in Probe(model, tokenizer, judge_d, tokens=judge_tokens(judge_d)).score(
+        prompts, texts, progress=True)]
     rating = _ratings(judge, flat, out / f"ratings-{judge.id}.jsonl")
     coherent = with_rate_template(judge, coherence_template)
     coh = _ratings(coherent, flat, out / f"ratings-{coherent.id}.jsonl")
@@ -171,6 +172,12 @@ def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stories:
                      "p_win": p_win, "decision": decision, "steered_steps": s.settings.get("steered_steps"),
                      "gate_steps": s.settings.get("gate_steps")})
     return rows
+
+
+def judge_tokens(judge_d: Direction) -> str:
+    """What the judging probe reads: response tokens for a direction fitted on them (`stories`, `humans`), so
+    the prompt, the same in every arm, cannot weigh in by the response's length; else prompt and response."""
+    return "response" if judge_d.meta.get("tokens") == "response" else "input+response"
 
 
 def _ratings(judge, stories: Sequence[Story], path: Path) -> dict[str, float | None]:
@@ -208,7 +215,8 @@ def run(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Seque
                                       layer=layer, ppl_bound=ppl_bound, rep_bound=rep_bound)
     result["settings"] = {
         "n_prompts": len(pairs), "layer": layer, "norm": norm, "random_seed": seed, "judge": judge.id,
-        "judge_probe": {"layer": judge_d.layer, "source": judge_source, "cosine_with_steering_direction": similarity},
+        "judge_probe": {"layer": judge_d.layer, "source": judge_source, "direction_source": judge_d.meta.get("source", ""),
+                        "tokens": judge_tokens(judge_d), "cosine_with_steering_direction": similarity},
         "residual_norm": steering_d.resid_norm, **sampling.__dict__,
     }
     return result
@@ -220,11 +228,14 @@ def judge_layer(steering_layer: int) -> int:
 
 
 def demo(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, d: Direction, pairs: Sequence[Pair],
-         out: str | Path, *, model_id: str, n: int = 8, max_new_tokens: int = 48) -> dict[str, Any]:
+         out: str | Path, *, model_id: str, n: int = 8, max_new_tokens: int = 48,
+         judge_direction: str = "auto") -> dict[str, Any]:
     """The demo's small frontier (minutes on 2 cores): `n` prompts, lambda 0.2 and 0.35, the direction vs a random
-    one, judged by the model itself and by a probe three layers earlier (`judge_layer`). Its figure path is set
-    relative to the report folder that holds `out`."""
-    judge_d, judge_path = sources.resolve("auto", model, tokenizer, model_id, judge_layer(d.layer))
+    one, judged by the model itself and by a probe from another source or layer (`auto`: three layers earlier,
+    `judge_layer`; `humans`: the human-calibrated direction). Its figure path is set relative to the report
+    folder that holds `out`."""
+    judge_d, judge_path = sources.resolve(judge_direction, model, tokenizer, model_id,
+                                          judge_layer(d.layer) if judge_direction == "auto" else None)
     result = run(model, tokenizer, pairs[:n], {d.layer: d}, judge_d, plan([0.2, 0.35]), layer=d.layer,
                  judge=judges.load_judge("self", model, tokenizer), out=out, judge_source=judge_path,
                  sampling=generate.Sampling(max_new_tokens=max_new_tokens))

@@ -52,8 +52,11 @@ def load_judge(preset: str | Path | dict, model=None, tokenizer=None, direction=
         from creative_eval import sources
         from creative_eval.judges.probe_judge import ProbeJudge
 
+        from creative_eval.sources import calibration
+
         d = direction or sources.resolve(cfg.get("direction", "auto"), model, tokenizer,
-                                               cfg.get("model", models.EMBEDDED), cfg.get("layer"))[0]
+                                         cfg.get("model", models.EMBEDDED), cfg.get("layer"),
+                                         fitting=calibration.Fitting(length_control=cfg.get("length_control", "none")))[0]
         scale = tuple(cfg["scale"]) if cfg.get("scale") else None
         return ProbeJudge(cfg["id"], model, tokenizer, d, tie_band=tie_band, scale=scale,
                           tokens=cfg.get("tokens", presets.PROBE_TOKENS[0]),

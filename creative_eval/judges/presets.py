@@ -10,12 +10,13 @@ import yaml
 
 from creative_eval.judges import templates
 from creative_eval.judges.base import Templates
+from creative_eval.records import LENGTH_CONTROLS
 
 PRESET_DIR = Path(__file__).resolve().parent / "preset_files"
 BACKENDS = ("hf", "openai", "probe")
 FIELDS = {"backend", "model", "base_url", "api_key_env", "parse", "template_rate", "template_compare", "dtype",
           "device_map", "concurrency", "batch_size", "tie_band", "scale", "layer", "direction", "timeout_s", "id",
-          "max_input_tokens", "max_input_chars", "min_label_mass", "tokens"}
+          "max_input_tokens", "max_input_chars", "min_label_mass", "tokens", "length_control"}
 POSITIVE_INTS = ("concurrency", "batch_size", "layer", "max_input_tokens", "max_input_chars")
 PROBE_TOKENS = ("input+response", "response")  # a probe judge reads the story, never the prompt alone
 NUMBERS = {"timeout_s": 0.0, "tie_band": -1.0, "min_label_mass": -1.0}  # field -> a value it must exceed
@@ -63,6 +64,11 @@ def load(name: str | Path) -> dict:
             raise PresetError(f"{path}: field {field!r}: {e}") from None
     if data.get("tokens", PROBE_TOKENS[0]) not in PROBE_TOKENS:
         raise PresetError(f"{path}: field 'tokens' must be one of {PROBE_TOKENS}, got {data['tokens']!r}")
+    if data.get("length_control", "none") not in LENGTH_CONTROLS:
+        raise PresetError(f"{path}: field 'length_control' must be one of {LENGTH_CONTROLS}, got {data['length_control']!r}")
+    if data.get("length_control", "none") != "none" and data.get("direction") != "humans":
+        raise PresetError(f"{path}: field 'length_control' applies to 'direction: humans' only, not to "
+                          f"{data.get('direction', 'auto')!r}; drop it or set direction: humans")
     _check_numbers(path, data)
     return {"id": path.stem, **data, "templates": Templates(resolved["rate"], resolved["compare"])}
 

@@ -32,6 +32,8 @@ class ProbeJudge:
         self.response_probe = Probe(model, tokenizer, direction, tokens="response", batch_size=batch_size,
                                     max_length=max_input_tokens)
         source = "" if direction.source == "prompts" else f"-{direction.source}"
+        if direction.meta.get("length_control", "none") != "none":  # another fit: stored judgements are not reused
+            source += f"-length-{direction.meta['length_control']}"
         self.template_hash = f"probe-L{direction.layer}-{tokens}-crossprompt:response{source}"
 
     def hash_for(self, mode: str) -> str:

@@ -111,7 +111,8 @@ def frontier_markdown(result: dict[str, Any], figure: str = "frontier.png") -> s
              CAPTION, "",
              f"Settings: {s['n_prompts']} negated test prompts, {s['max_new_tokens']} new tokens, seed {s['seed']}, "
              f"layer {s['layer']}, norm {s['norm']}; judge `{s['judge']}`; other-source probe at layer "
-             f"{s['judge_probe']['layer']} ({s['judge_probe']['source']}, cosine with the steering direction "
+             f"{s['judge_probe']['layer']} ({s['judge_probe']['source']}, "
+             f"{s['judge_probe'].get('tokens', 'input+response')} tokens, cosine with the steering direction "
              f"{s['judge_probe']['cosine_with_steering_direction']:.2f}).", "",
              f"Unsteered: median perplexity {b['median_ppl']:.1f}, repetition {fmt_estimate(b['repetition'], 3)}, "
              f"words {fmt_estimate(b['words'], 0)}, rating {fmt_estimate(b['rating'])}.", "",

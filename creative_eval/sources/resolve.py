@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from creative_eval import activations, direction, models, pairs
@@ -67,30 +68,42 @@ def from_stories(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sto
     return out
 
 
+def wq_states(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, layer: int, *, progress: bool = False
+              ) -> tuple[textstates.States, textstates.States, list, list]:
+    """(preferred states, dispreferred states, preferred stories, dispreferred stories) of WQ's decided expert
+    pairs at `layer`, response tokens (what the `humans` direction is fitted on)."""
+    stories, labels = humans.wq_pairs(humans.WQ_DIR)
+    good, bad, _ = calibration.preferred_sides(stories, labels)
+    texts = good + bad
+    st = textstates.read(model, tokenizer, [s.prompt for s in texts], [s.text for s in texts], [layer],
+                         tokens="response", progress=progress)[layer]
+    return st.take(range(len(good))), st.take(range(len(good), len(texts))), good, bad
+
+
 def humans_direction(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str,
-                     layer: int | None = None, *, method: str = "mean", progress: bool = False) -> tuple[Direction, Path]:
-    """The human-calibrated direction at `layer` from every WQ expert pair (writing-quality labels)."""
+                     layer: int | None = None, *, fitting: calibration.Fitting = calibration.Fitting(),
+                     progress: bool = False) -> tuple[Direction, Path]:
+    """The human-calibrated direction at `layer` from every WQ expert pair (writing-quality labels), fitted as
+    `fitting` says (its name is in the cache key and the metadata, so each fit is cached apart)."""
     layer = models.check_layer(model, layer if layer is not None else direction.default_layer(model))
     wq_file = humans.WQ_DIR / humans.WQ_FILE
     if not wq_file.is_file():
         raise FileNotFoundError(f"{wq_file} not found: the `humans` direction is fitted on WQ's expert pairs; "
                                 "set $CREATIVE_EVAL_WQ to the folder holding it")
     digest = hashlib.sha256(wq_file.read_bytes()).hexdigest()
-    path = models.cache_root() / "directions" / f"{models.fingerprint(model)}-L{layer}-humans-{method}-{digest[:12]}.safetensors"
+    path = (models.cache_root() / "directions"
+            / f"{models.fingerprint(model)}-L{layer}-humans-{fitting.name}-{digest[:12]}.safetensors")
 
     def make() -> Direction:
-        stories, labels = humans.wq_pairs()
-        good, bad, items = calibration.preferred_sides(stories, labels)
-        texts = good + bad
-        st = textstates.read(model, tokenizer, [s.prompt for s in texts], [s.text for s in texts], [layer],
-                             tokens="response", progress=progress)[layer]
-        n = len(items)
-        vector = calibration.fit(st.mean[:n], st.mean[n:], method)
-        meta = _meta(model, tokenizer, model_id, layer, "humans", _resid_norm(st), n_pairs=str(n), fit=method,
+        good_st, bad_st, good, bad = wq_states(model, tokenizer, layer, progress=progress)
+        both = textstates.States(torch.cat([good_st.mean, bad_st.mean]), torch.cat([good_st.unit, bad_st.unit]),
+                                 torch.cat([good_st.n_tokens, bad_st.n_tokens]))
+        meta = _meta(model, tokenizer, model_id, layer, "humans", _resid_norm(both), n_pairs=str(len(good)),
+                     fit=fitting.method, length_control=fitting.length_control,
                      labels=f"WQ style-mimic, {humans.WQ_COMMENT}", labels_sha256=digest,
-                     trained_on=",".join(sorted({s.prompt_id for s in texts})),
-                     raw_norm=f"{float((st.mean[:n] - st.mean[n:]).mean(0).norm()):.6g}")
-        return Direction(vector, meta)
+                     trained_on=",".join(sorted({s.prompt_id for s in good + bad})),
+                     raw_norm=f"{float((good_st.mean - bad_st.mean).mean(0).norm()):.6g}")
+        return Direction(fitting(good_st, bad_st), meta)
 
     return direction.cached(path, model, make), path
 
@@ -113,19 +126,28 @@ def parse(text: str | Path) -> Named:
     return named
 
 
+def check_fitting(source: str, fitting: calibration.Fitting) -> None:
+    """A fit other than the plain one applies to the `humans` source only (a file carries its own fit)."""
+    if fitting != calibration.Fitting() and source != "humans":
+        raise ValueError(f"--length-control {fitting.length_control} applies to the humans source only, not to "
+                         f"{source!r} (a direction file carries its own fit); drop it or name the humans source")
+
+
 def resolve(source: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str,
-            layer: int | None = None, *, progress: bool = False) -> tuple[Direction, str]:
+            layer: int | None = None, *, fitting: calibration.Fitting = calibration.Fitting(),
+            progress: bool = False) -> tuple[Direction, str]:
     """The one way a command, the lm-eval model, a task or a judge turns `source` into a direction: `auto` or
-    `prompts`, `stories`, `humans` (each extracted at `layer`, default `direction.default_layer`, and cached),
-    or a file (read once by `parse`), checked against the model; a `layer` that differs from the file's is
-    refused."""
+    `prompts`, `stories`, `humans` (fitted as `fitting` says; each extracted at `layer`, default
+    `direction.default_layer`, and cached), or a file (read once by `parse`), checked against the model; a
+    `layer` that differs from the file's is refused."""
     named = source if isinstance(source, Named) else parse(source)
+    check_fitting(named, fitting)
     if named in ("auto", "prompts"):
         d, path = direction.auto(model, tokenizer, model_id, layer, progress=progress)
     elif named == "stories":
         d, path = stories_direction(model, tokenizer, model_id, layer, progress=progress)
     elif named == "humans":
-        d, path = humans_direction(model, tokenizer, model_id, layer, progress=progress)
+        d, path = humans_direction(model, tokenizer, model_id, layer, fitting=fitting, progress=progress)
     else:
         d, path = named.loaded, Path(named)
         d.check(model, source=str(path))
