@@ -94,7 +94,8 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+def dtype_of(dtype: str | torch.dtype | None) -> torch.dtype:
+    """The torch dtype a `dtype` setting loads as (`None`/`auto`: bfloat16 on a GPU, else float32)."""
     if dtype is None or dtype == "auto":
         return torch.bfloat16 if torch.cuda.is_available() else torch.float32
     if isinstance(dtype, torch.dtype):
@@ -114,7 +115,7 @@ def load(
 
     `name` is `embedded`, a .gguf file, a local folder, or a Hugging Face id (downloaded only when the
     hub is reachable; with HF_HUB_OFFLINE=1 only the local cache is used)."""
-    torch_dtype = _dtype(dtype)
+    torch_dtype = dtype_of(dtype)
     source = resolve(name, torch.float32 if name == EMBEDDED or name.endswith(".gguf") else torch_dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)

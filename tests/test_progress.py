@@ -119,3 +119,31 @@ def test_score_controls_read_both_token_rules_in_one_pass(tiny, monkeypatch):
     for got, want in zip((same, cross), apart):
         assert torch.equal(got.mean, want.mean) and torch.equal(got.unit, want.unit)
         assert torch.equal(got.n_tokens, want.n_tokens)
+
+
+def test_the_lm_eval_judge_shares_the_evaluated_models_weights_when_it_names_that_model(tiny, monkeypatch):
+    """One copy in memory: an hf judge naming the evaluated model (same dtype) judges on its weights, and shows its
+    bar; another model, or another dtype, is loaded as its own."""
+    from types import SimpleNamespace
+
+    from creative_eval import models
+    from creative_eval.harness import tasks
+
+    model, tokenizer = tiny
+    loads = []
+    monkeypatch.setattr(models, "load", lambda *a, **k: loads.append(a) or (model, tokenizer))
+    monkeypatch.setattr(tasks.SteeredHF, "live", SimpleNamespace(model_id="embedded", model=model, tokenizer=tokenizer))
+    judge = tasks.CreativeTask._load_judge(None, {"judge": "embedded"})
+    assert judge.model is model and loads == [] and judge.progress
+    tasks.CreativeTask._load_judge(None, {"judge": "embedded-quality"})
+    assert loads == []
+    monkeypatch.setattr(tasks.SteeredHF, "live", SimpleNamespace(model_id="other", model=model, tokenizer=tokenizer))
+    tasks.CreativeTask._load_judge(None, {"judge": "embedded"})
+    assert len(loads) == 1
+    monkeypatch.setattr(tasks.SteeredHF, "live", SimpleNamespace(model_id="embedded", model=model.to(torch.bfloat16),
+                                                                 tokenizer=tokenizer))
+    try:
+        tasks.CreativeTask._load_judge(None, {"judge": "embedded"})
+        assert len(loads) == 2
+    finally:
+        model.to(torch.float32)

@@ -79,7 +79,13 @@ class CreativeTask(ConfigurableTask):
             self.config.metadata = {**meta, "judge": self.judge.id}
 
     def _load_judge(self, meta: dict):
-        return _shown(judges.load_judge(_judge_preset(meta)))
+        """The judge preset, on the evaluated model's own weights when it names that model in that dtype (one
+        copy in memory, not two; judging runs after generation, with the steering off)."""
+        cfg = judges.presets.load(_judge_preset(meta))
+        live = SteeredHF.live
+        same = (live is not None and cfg["backend"] == "hf" and cfg.get("model", models.EMBEDDED) == live.model_id
+                and models.dtype_of(cfg.get("dtype")) == next(live.model.parameters()).dtype)
+        return _shown(judges.load_judge(cfg, live.model, live.tokenizer) if same else judges.load_judge(cfg))
 
     def construct_requests(self, doc: dict, ctx: str, **kwargs: Any) -> list[Instance] | Instance:
         """Pairwise tasks also ask the same model, steering off, for the baseline story (idx 1)."""
