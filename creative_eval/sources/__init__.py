@@ -1,7 +1,8 @@
 """Where a direction comes from: the one resolver (`resolve`), the story bank its `stories` source reads
 (`storybank`) and the human-calibrated direction (`calibration`)."""
 
-from creative_eval.sources.resolve import (SOURCES, Named, from_stories, humans_direction, parse, resolve,
-                                           stories_direction)
+from creative_eval.sources.resolve import (SOURCES, Named, check_layer, from_stories, humans_direction, parse,
+                                           resolve, stories_direction)
 
-__all__ = ["SOURCES", "Named", "from_stories", "humans_direction", "parse", "resolve", "stories_direction"]
+__all__ = ["SOURCES", "Named", "check_layer", "from_stories", "humans_direction", "parse", "resolve",
+           "stories_direction"]
