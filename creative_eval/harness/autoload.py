@@ -1,8 +1,10 @@
-"""Makes `lm_eval --model steered_hf --tasks creative` work on lm-eval 0.4.x, which has no plugin discovery.
+"""Makes `lm_eval --model steered_hf|steered_vllm --tasks creative` work on lm-eval 0.4.x, which has no plugin
+discovery.
 
 The `creative_eval_lm_eval.pth` file shipped in the wheel imports this module at interpreter start. It only
 adds an import finder (no heavy imports): when lm-eval's own modules load, the finder registers the lazy
-`steered_hf` target and adds the `creative` task folder to every TaskManager that includes the default tasks.
+`steered_hf` and `steered_vllm` targets and adds the `creative` task folder to every TaskManager that includes
+the default tasks.
 Newer lm-eval versions find the model through the `lm_eval.models` entry point instead; both are idempotent.
 """
 
@@ -19,6 +21,8 @@ from typing import Callable
 
 MODEL_NAME = "steered_hf"
 MODEL_TARGET = "creative_eval.harness.model:SteeredHF"
+VLLM_MODEL_NAME = "steered_vllm"
+MODELS = {MODEL_NAME: MODEL_TARGET, VLLM_MODEL_NAME: "creative_eval.harness.vllm_model:SteeredVLLM"}
 
 
 def task_dir() -> Path:
@@ -27,8 +31,9 @@ def task_dir() -> Path:
 
 
 def register_model(registry: ModuleType) -> None:
-    if MODEL_NAME not in registry.model_registry:
-        registry.model_registry.register(MODEL_NAME, target=MODEL_TARGET)
+    for name, target in MODELS.items():
+        if name not in registry.model_registry:
+            registry.model_registry.register(name, target=target)
 
 
 def add_task_dir(manager: ModuleType) -> None:

@@ -43,11 +43,11 @@ class DirectionArgsError(ModelArgsError, direction_mod.DirectionMismatchError):
     """direction= names a direction made for another model."""
 
 
-def _refused(e: Exception) -> ModelArgsError:
+def _refused(e: Exception, model: str = MODEL_NAME) -> ModelArgsError:
     """The project's error about a model_arg as one line, printed alone if nothing catches it (`_one_line`)."""
     _one_line()
     kind = DirectionArgsError if isinstance(e, direction_mod.DirectionMismatchError) else ModelArgsError
-    return kind(f"steered_hf model_args: {' '.join(str(e).split())}")
+    return kind(f"{model} model_args: {' '.join(str(e).split())}")
 
 
 def _one_line() -> None:
@@ -115,11 +115,22 @@ def _direction_arg(value: Any) -> sources.Named:
         raise ValueError(f"direction={e}; e.g. direction=auto") from None
 
 
+class Live:
+    """The steered lm-eval model this process made last (steered_hf or steered_vllm): the creative_probe task
+    scores its stories with that model's HF weights and direction, never with a second copy or another direction."""
+
+    last: "Live | None" = None
+
+    def probe_inputs(self) -> tuple[Any, Any, direction_mod.Direction]:
+        """(HF model, tokenizer, direction) the probe reads."""
+        raise NotImplementedError
+
+
 @register_model(MODEL_NAME)
-class SteeredHF(HFLM):
+class SteeredHF(HFLM, Live):
     """HFLM whose forward passes run inside `steering.steering` (generation and loglikelihood alike)."""
 
-    live: "SteeredHF | None" = None  # the instance of this process, reused by the creative_probe task
+    live: "SteeredHF | None" = None  # the instance of this process, reused by creative_agreement
 
     def __init__(
         self,
@@ -154,7 +165,10 @@ class SteeredHF(HFLM):
                                                 direction_file=self.direction_file)
         self.probe_scores: list[dict[str, Any]] = []
         self._chat_applied = False
-        SteeredHF.live = self
+        SteeredHF.live = Live.last = self
+
+    def probe_inputs(self) -> tuple[Any, Any, direction_mod.Direction]:
+        return self.model, self.tokenizer, self.direction
 
     def _direction(self, source: sources.Named, layer: int | None) -> tuple[direction_mod.Direction, str]:
         parallel = self.world_size > 1 and source in sources.SOURCES  # rank 0 extracts and caches; the others read it

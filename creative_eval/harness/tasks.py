@@ -18,7 +18,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
 from creative_eval import judges, models, pairs, sources, stats
-from creative_eval.harness.model import SteeredHF
+from creative_eval.harness.model import Live, SteeredHF
 from creative_eval.judges import PairItem
 from creative_eval.records import Story
 
@@ -170,12 +170,12 @@ _PROBE_JUDGES: dict[tuple, Any] = {}
 
 
 def _probe_judge(meta: dict):
-    """The probe judge on the evaluated model and its direction when that is a live steered_hf in this process
-    (no second load), else on the model named in metadata (`pretrained`, default embedded) with `direction`
-    (default auto) at `layer`."""
-    live = SteeredHF.live
+    """The probe judge on the evaluated model and its direction when a steered_hf or steered_vllm lives in this
+    process (`Live`: steered_hf's own model, no second load), else on the model named in metadata (`pretrained`,
+    default embedded) with `direction` (default auto) at `layer`."""
+    live = Live.last
     if live is not None:
-        return _shown(judges.load_judge("probe", live.model, live.tokenizer, live.direction))
+        return _shown(judges.load_judge("probe", *live.probe_inputs()))
     name = str(meta.get("pretrained") or models.EMBEDDED)
     key = (name, str(meta.get("direction", "auto")), meta.get("layer"))
     if key not in _PROBE_JUDGES:

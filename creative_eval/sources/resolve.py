@@ -151,7 +151,12 @@ def resolve(source: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTok
     else:
         d, path = named.loaded, Path(named)
         d.check(model, source=str(path))
-        if layer is not None and int(layer) != d.layer:
-            raise ValueError(f"layer {layer} was asked for, but {source} was extracted at layer {d.layer}; drop the "
-                             f"layer or use a named source ({', '.join(SOURCES)})")
+        check_layer(d, layer, named)
     return d, str(path)
+
+
+def check_layer(d: Direction, layer: int | None, source: str) -> None:
+    """A direction file has its own layer: one asked for beside it must be that one."""
+    if layer is not None and int(layer) != d.layer:
+        raise ValueError(f"layer {layer} was asked for, but {source} was extracted at layer {d.layer}; drop the "
+                         f"layer or use a named source ({', '.join(SOURCES)})")
