@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,15 @@ def test_lm_eval_results_name_the_steering_the_device_and_the_judge(lm_eval_run)
     assert steered["direction"].endswith(".safetensors") and steered["device_used"] == "cpu"
     for task in ("creative_rating", "creative_pairwise"):
         assert doc["configs"][task]["metadata"]["judge"] == "embedded"
+
+
+def test_lm_eval_output_shows_judging_loads_the_model_once_and_repeats_no_task_warning(lm_eval_run):
+    """The judge (same model, same dtype) judges on the evaluated weights: one load; its bar shows the judging
+    after generation; lm-eval's per-task `--metadata` warning is not printed for every task."""
+    _, proc = lm_eval_run
+    assert len(re.findall(r"Loading weights:\s+0%", proc.stderr)) == 1, proc.stderr[-3000:]  # each load's bar starts once
+    assert "Custom kwargs can be passed" not in proc.stderr
+    assert "embedded: 100%" in proc.stderr and "prompt/s" in proc.stderr
 
 
 def test_lm_eval_cli_logs_per_sample_judgements(lm_eval_run):

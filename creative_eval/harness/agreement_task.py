@@ -15,10 +15,10 @@ from typing import Any
 
 import datasets
 from lm_eval.api.instance import Instance
-from lm_eval.api.task import ConfigurableTask
 
 from creative_eval import activations
 from creative_eval.harness.model import SteeredHF
+from creative_eval.harness.tasks import ShippedDataTask
 from creative_eval.judges import base, templates
 from creative_eval.people import agreement, humans
 
@@ -39,7 +39,7 @@ def _p_first(ll_1: float, ll_2: float) -> float:
     return 1 / (1 + math.exp(ll_2 - ll_1))
 
 
-class AgreementTask(ConfigurableTask):
+class AgreementTask(ShippedDataTask):
     """Four loglikelihood requests per pair: labels 1 and 2, with A shown first and with B shown first."""
 
     def __init__(self, config: dict | None = None, **kwargs: Any):

@@ -62,7 +62,15 @@ def _judge_preset(meta: dict) -> str:
     return str(meta.get("judge") or os.environ.get(JUDGE_ENV) or "embedded")
 
 
-class CreativeTask(ConfigurableTask):
+class ShippedDataTask(ConfigurableTask):
+    """A task whose docs come from the project's own data (`custom_dataset`), read without lm-eval's warning, once
+    per task, that such tasks take their options from `--metadata`: these do, and say so in their README."""
+
+    def download(self, dataset_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        self.dataset = self.config.custom_dataset(**(self.config.metadata or {}), **(self.config.dataset_kwargs or {}))
+
+
+class CreativeTask(ShippedDataTask):
     """A ConfigurableTask whose `metadata.measure` adds a batched judgement step."""
 
     def __init__(self, config: dict | None = None, **kwargs: Any):
