@@ -72,3 +72,14 @@ def kill_after_lines(proc: subprocess.Popen, out: Path, lines: int, timeout_s: f
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return out.read_bytes()
+
+
+@pytest.fixture
+def no_engine(monkeypatch):
+    """vLLM must not start: a refusal is due before the engine."""
+    from creative_eval.backends.vllm import engine as vllm_engine
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("vLLM was started")
+
+    monkeypatch.setattr(vllm_engine, "Engine", refuse)

@@ -157,12 +157,17 @@ def test_steer_sweep_rejects_bad_options(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_extra_layers_need_the_auto_direction_before_any_model_loads(tiny, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("flag, extra, message", [
+    ("--direction", ["--extra-layers", "12"], "--direction auto"),  # extra layers need the auto direction
+    ("--judge-direction", ["--judge-layer", "3"], "a direction file has its own layer"),
+])
+def test_a_direction_file_refuses_layer_options_before_any_model_loads(tiny, tmp_path, capsys, monkeypatch, flag,
+                                                                       extra, message):
     model, tokenizer = tiny
     d = direction.save(direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny"), tmp_path / "d.safetensors")
     monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("the model was loaded"))
-    assert cli.main(["steer-sweep", "--direction", str(d), "--extra-layers", "12"]) == 2
-    assert "--direction auto" in capsys.readouterr().err
+    assert cli.main(["steer-sweep", flag, str(d), *extra]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_the_human_calibrated_probe_judges_the_frontier_on_response_tokens(tiny, dirs, tmp_path, monkeypatch):
@@ -188,11 +193,3 @@ def test_the_human_calibrated_probe_judges_the_frontier_on_response_tokens(tiny,
     want = Probe(model, tokenizer, judge_d, tokens="response").score([s.prompt for s in stories], [s.text for s in stories])
     assert [r["probe"] for r in rows] == pytest.approx([p.score for p in want], abs=1e-5)
     assert "response tokens, cosine with the steering direction" in report.frontier_markdown(result)
-
-
-def test_a_judge_direction_file_refuses_a_judge_layer_before_any_model_loads(tiny, tmp_path, capsys, monkeypatch):
-    model, tokenizer = tiny
-    d = direction.save(direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny"), tmp_path / "d.safetensors")
-    monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("the model was loaded"))
-    assert cli.main(["steer-sweep", "--judge-direction", str(d), "--judge-layer", "3"]) == 2
-    assert "a direction file has its own layer" in capsys.readouterr().err

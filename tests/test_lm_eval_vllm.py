@@ -11,7 +11,6 @@ import pytest
 
 from creative_eval import models
 from creative_eval.backends import vllm
-from creative_eval.backends.vllm import engine as vllm_engine
 from creative_eval.harness import vllm_model
 from creative_eval.steering.generate import Sampling
 
@@ -68,14 +67,6 @@ def test_baselines_are_the_unsteered_engine_and_the_stories_are_steered(pairwise
     assert [j["baseline"] for j in judged] == plain
     assert [j["story"] for j in judged] == steered
     assert all(s != b for s, b in zip(steered, plain)), list(zip(steered, plain))
-
-
-@pytest.fixture
-def no_engine(monkeypatch):
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("vLLM was started")
-
-    monkeypatch.setattr(vllm_engine, "Engine", refuse)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -237,14 +237,6 @@ def test_generate_command_vllm_backend_records_and_resumes(shared_engine, engine
     assert _generate(out, str(path)) == 0 and out.read_bytes() == whole
 
 
-@pytest.fixture
-def no_engine(monkeypatch):
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("vLLM was started")
-
-    monkeypatch.setattr(vllm_engine, "Engine", refuse)
-
-
 @pytest.mark.parametrize("argv,message", [
     (["generate", "--backend", "vllm", "--positions", "generated", "--out", "s.jsonl"],
      "--positions generated: the vLLM backend steers every position"),
