@@ -147,3 +147,24 @@ def test_the_lm_eval_judge_shares_the_evaluated_models_weights_when_it_names_tha
         assert len(loads) == 2
     finally:
         model.to(torch.float32)
+
+
+def test_judge_and_score_closing_lines_say_kept_and_made(tiny, tmp_path, monkeypatch, capsys):
+    """`judge` and `score --out` end with what the file holds and how much of it this run made."""
+    from creative_eval import cli, models
+    from creative_eval.records import write_jsonl
+
+    model, tokenizer = tiny
+    monkeypatch.setattr(models, "load", lambda *a, **k: (model, tokenizer))
+    d = direction.save(direction.extract(model, tokenizer, PAIRS, 2, model_id="tiny"), tmp_path / "d.safetensors")
+    stories = [Story(prompt_id=p.id, condition=c, prompt=p.creative, text=f"The rain {c} {p.id}.")
+               for p in PAIRS[:3] for c in ("baseline", "induced")]
+    write_jsonl(tmp_path / "few.jsonl", [s for s in stories if s.prompt_id == "q0"])
+    write_jsonl(tmp_path / "all.jsonl", stories)
+    rate = ["judge", "--judge", "self", "--mode", "rating", "--out", str(tmp_path / "r.jsonl"), "--input"]
+    score = ["score", "--direction", str(d), "--out", str(tmp_path / "sc.jsonl"), "--input"]
+    for argv, line in ((rate, "judgements in"), (score, "probe scores in")):
+        assert cli.main([*argv, str(tmp_path / "few.jsonl")]) == 0
+        assert f"2 {line} " in capsys.readouterr().out
+        assert cli.main([*argv, str(tmp_path / "all.jsonl")]) == 0
+        assert f"6 {line} {tmp_path}" in (out := capsys.readouterr().out) and "(2 kept, 4 made; " in out

@@ -68,6 +68,7 @@ def score(args: argparse.Namespace) -> None:
     model, tokenizer = a.load_model(args)
     d, _ = a.resolve_direction(args, model, tokenizer)
     scorer = probe.Probe(model, tokenizer, d, tokens=args.tokens)
+    kept = store.kept(args.out, scorer, stories) if args.out else 0
     scores = store.resume(args.out, scorer, stories, progress=True) if args.out else scorer.score(
         [s.prompt for s in stories], [s.text for s in stories], progress=True)
     cut = sum(p.truncated_tokens > 0 for p in scores)
@@ -84,7 +85,8 @@ def score(args: argparse.Namespace) -> None:
     for name, line in controls.describe(controls.condition_comparisons(stories, same, cross, d.vector,
                                                                        args.tokens)).items():
         print(f"{name}: {line}")
-    print(f"{len(scores)} probe scores in {args.out} (appended as made; a re-run resumes)" if args.out else
+    print(f"{len(scores)} probe scores in {args.out} ({kept} kept, {len(scores) - kept} made; appended as made; "
+          "a re-run resumes)" if args.out else
           "scores were not kept: add --out scores.jsonl to write them (`report` reads that file)")
 
 
@@ -111,10 +113,13 @@ def judge(args: argparse.Namespace) -> None:
     stories = read_stories(args.input)
     items = stories if args.mode == "rating" else pairs_of(args.input, stories, args.compare)
     stopping.expect(args.out, len(items))
-    out = judges.run(judges.load_judge(args.judge), args.mode, items, args.out, progress=True)
+    judge = judges.load_judge(args.judge)
+    kept = judges.kept(judge, args.mode, items, args.out)
+    out = judges.run(judge, args.mode, items, args.out, progress=True)
     invalid = sum(not r["status"].startswith("ok") for r in out)
     cut = sum(r.get("truncated_tokens", 0) > 0 for r in out)
-    print(f"{len(out)} judgements in {args.out} ({invalid} invalid, {cut} on stories cut to the judge's input limit)")
+    print(f"{len(out)} judgements in {args.out} ({kept} kept, {len(items) - kept} made; {invalid} invalid, {cut} on "
+          "stories cut to the judge's input limit)")
     if args.mode == "rating":
         for summary in report.rating_summary(read_records(args.out, Rating)).values():
             for condition, e in summary["conditions"].items():

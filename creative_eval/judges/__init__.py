@@ -79,13 +79,10 @@ def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 
     judgement to `store_path` as it is made and skipping keys already there; returns all stored records.
     The store's lock is held throughout, so a second run on the same file waits and then skips what this one did;
     stories longer than the judge's input limit are cut to fit, the cut recorded on the record."""
-    if mode not in ("rating", "pairwise"):
-        raise ValueError(f"mode={mode!r} is not 'rating' or 'pairwise'")
-    key = store.rating_key if mode == "rating" else store.pair_key
+    keyed = _keyed(judge, mode, items)
     with outputs.writing(store_path):
         done = store.done_keys(store_path)
-        todo = [(key(judge.id, judge.hash_for(mode), it), it) for it in items]
-        todo = [(k, *limits.fit(judge, it)) for k, it in todo if k not in done]  # a refusal comes before any work
+        todo = [(k, *limits.fit(judge, it)) for k, it in keyed if k not in done]  # a refusal comes before any work
         ask = judge.rate if mode == "rating" else judge.compare
         with tqdm(total=len(items), initial=len(items) - len(todo), disable=not progress, desc=f"{judge.id} {mode}",
                   unit="judgement") as bar:
@@ -98,4 +95,17 @@ def run(judge, mode: str, items: Sequence, store_path: str | Path, chunk: int = 
     return list(store.records(store_path)) if Path(store_path).is_file() else []
 
 
-__all__ = ["Judge", "PairItem", "Templates", "load_judge", "pairs_by_condition", "run"]
+def kept(judge, mode: str, items: Sequence, store_path: str | Path) -> int:
+    """How many of `items` already have this judge's judgement in `store_path` (`run` keeps them, makes the rest)."""
+    done = store.done_keys(store_path)
+    return sum(k in done for k, _ in _keyed(judge, mode, items))
+
+
+def _keyed(judge, mode: str, items: Sequence) -> list[tuple[str, object]]:
+    if mode not in ("rating", "pairwise"):
+        raise ValueError(f"mode={mode!r} is not 'rating' or 'pairwise'")
+    key = store.rating_key if mode == "rating" else store.pair_key
+    return [(key(judge.id, judge.hash_for(mode), it), it) for it in items]
+
+
+__all__ = ["Judge", "PairItem", "Templates", "kept", "load_judge", "pairs_by_condition", "run"]

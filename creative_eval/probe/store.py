@@ -45,6 +45,15 @@ def resume(path: str | Path, probe: Probe, stories: Sequence[Story], chunk: int 
     return [_score(done[_key(sid, s)]) for s in stories]
 
 
+def kept(path: str | Path, probe: Probe, stories: Sequence[Story]) -> int:
+    """How many of `stories` already have this probe's score in `path` (`resume` keeps them)."""
+    if not Path(path).is_file():
+        return 0
+    sid = scorer_id(probe)
+    done = _done(Path(path), sid)
+    return sum(_key(sid, s) in done for s in stories)
+
+
 def _key(sid: str, story: Story) -> str:
     return f"{sid}|{store.text_hash(story.prompt)}|{store.text_hash(story.text)}"
 
