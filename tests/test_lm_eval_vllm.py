@@ -69,9 +69,27 @@ def test_baselines_are_the_unsteered_engine_and_the_stories_are_steered(pairwise
     assert all(s != b for s, b in zip(steered, plain)), list(zip(steered, plain))
 
 
+
+def test_two_data_parallel_engines_write_what_one_writes(pairwise):
+    """data_parallel_size=2: two runner processes, each steered in its own workers, the requests split between them;
+    every steered story and every baseline is the one engine's, token for token."""
+    import lm_eval
+
+    one, _ = pairwise
+    two = lm_eval.simple_evaluate(model="steered_vllm", model_args=f"{ARGS},data_parallel_size=2",
+                                  tasks=["creative_pairwise"], limit=LIMIT,
+                                  gen_kwargs=f"max_gen_toks={TOKENS},do_sample=False", log_samples=True)
+    lm = vllm_model.SteeredVLLM.live
+    try:
+        assert len({e.workers[0]["pid"] for e in lm.engines}) == 2  # two engines, each with its own workers
+        assert two["config"]["steered_vllm"]["data_parallel_size"] == 2
+        assert [(j["story"], j["baseline"]) for j in _judged(two)] == [(j["story"], j["baseline"]) for j in _judged(one)]
+    finally:
+        lm.close()
+
 @pytest.mark.parametrize("args,message", [
     ({"positions": "generated"}, "positions='generated': vLLM's hook steers every position; use positions=all"),
-    ({"data_parallel_size": 2}, "data_parallel_size: steered_vllm runs one vLLM engine"),
+    ({"data_parallel_size": 0}, "data_parallel_size=0 is not a positive whole number"),
     ({"tensor_parallel_size": 1.5}, "tensor_parallel_size=1.5 is not a whole number"),
     ({"max_lenght": 512}, "unknown model_args ['max_lenght']; steered_vllm takes pretrained"),
     ({"max_length": 512, "max_model_len": 512}, "max_length and max_model_len are the same setting"),

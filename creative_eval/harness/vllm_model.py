@@ -3,7 +3,10 @@
 lm-eval lives in the project's environment and vLLM in its own (`.venv-vllm`), so this model drives the vLLM
 backend's `Engine` (one runner process; backends/vllm) instead of `vllm.LLM` in this process. model_args:
 steered_hf's (pretrained, direction, layer, alpha, norm; positions `all` only: vLLM's hook steers every
-position), seed, batch_size, max_gen_toks, and the vLLM engine arguments in `ENGINE_ARGS`, passed to `vllm.LLM`.
+position), seed, batch_size, max_gen_toks, the vLLM engine arguments in `ENGINE_ARGS`, passed to `vllm.LLM`, and
+`data_parallel_size` N: N engines, each its own runner process (on GPUs, its own tensor x pipeline parallel share
+of the visible devices), every one steered in all its workers; each group of requests is split between them in
+order, and request i keeps its seed wherever it runs, so N engines write what one would.
 The steering belongs to the engine, not to a request, so `generate_until` groups the requests by steering
 (gen_kwargs `steer: false` runs plain, as the pairwise baseline asks) and sampling, and runs each group with the
 vector installed or cleared. Prompts are rendered with the chat template when a request says `chat: true` (the
@@ -14,6 +17,9 @@ loglikelihood requests (creative_agreement) are refused with the model to use.
 from __future__ import annotations
 
 import atexit
+import copy
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lm_eval.api.instance import Instance
@@ -56,11 +62,9 @@ def _cast(name: str, value: Any) -> Any:
 
 
 def engine_args(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The vLLM engine arguments among the model_args, cast; an unknown one, or data parallel, is refused."""
-    if "data_parallel_size" in kwargs and _cast_int("data_parallel_size", kwargs.pop("data_parallel_size")) != 1:
-        raise ValueError("data_parallel_size: steered_vllm runs one vLLM engine (its steering is set in every "
-                         "worker of that engine); use tensor_parallel_size=N to spread one model over N GPUs, or "
-                         "run one lm_eval per GPU (CUDA_VISIBLE_DEVICES) on its share of the tasks")
+    """The vLLM engine arguments among the model_args (not data_parallel_size: see `replica_envs`), cast; an
+    unknown one is refused."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "data_parallel_size"}
     for alias, name in ALIASES.items():
         if alias in kwargs:
             if name in kwargs:
@@ -78,6 +82,35 @@ def _cast_int(name: str, value: Any) -> int:
     if number != int(number) or number < 1:
         raise ValueError(f"{name}={value!r} is not a positive whole number; write e.g. {name}=1")
     return int(number)
+
+
+def replica_envs(replicas: int, engine: dict[str, Any]) -> list[dict[str, str] | None]:
+    """The environment of each data-parallel engine: on GPUs, replica r sees its own tensor x pipeline parallel
+    devices of those visible; on CPU the replicas share the cores."""
+    import torch
+
+    if replicas == 1 or not torch.cuda.is_available():
+        return [None] * replicas
+    per = (engine.get("tensor_parallel_size") or 1) * (engine.get("pipeline_parallel_size") or 1)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    if len(devices) < replicas * per:
+        raise ValueError(f"data_parallel_size={replicas} with {per} GPUs per engine needs {replicas * per} GPUs; "
+                         f"{len(devices)} are visible")
+    return [{"CUDA_VISIBLE_DEVICES": ",".join(devices[r * per : (r + 1) * per])} for r in range(replicas)]
+
+
+def start(source: str, envs: list[dict[str, str] | None], engine: dict[str, Any]) -> list[vllm.Engine]:
+    """The engines, started side by side; if one fails the others are stopped."""
+    with ThreadPoolExecutor(len(envs)) as pool:
+        futures = [pool.submit(vllm.Engine, source, env=env, **engine) for env in envs]
+    started = [f.result() for f in futures if f.exception() is None]
+    failed = [f.exception() for f in futures if f.exception() is not None]
+    if failed:
+        for e in started:
+            e.close()
+        raise failed[0]
+    return started
 
 
 def _steering(alpha: Any, norm: Any, positions: Any) -> Steering:
@@ -128,13 +161,17 @@ class SteeredVLLM(TemplateLM, Live):
             self.batch_size = None if str(batch_size).startswith("auto") else _cast_int("batch_size", batch_size)
             self.max_gen_toks = _cast_int("max_gen_toks", max_gen_toks)
             self.engine_args = engine_args(dict(kwargs))
+            self.replicas = _cast_int("data_parallel_size", kwargs.get("data_parallel_size", 1))
+            envs = replica_envs(self.replicas, self.engine_args)
             self.model_id = str(pretrained)
             source = vllm.source_of(self.model_id)
             self.direction, self.direction_file, self.tokenizer = self._direction(named, source, layer)
             self.steer = vllm.steer_for(self.direction, self.steering)
         except (ValueError, OSError, models.ModelLoadError) as e:
             raise _refused(e, VLLM_MODEL_NAME) from None
-        self.engine = vllm.Engine(source, **self.engine_args)
+        self.engines = start(source, envs, self.engine_args)
+        self.engine = self.engines[0]
+        self._tokenizers = [self.tokenizer] + [copy.deepcopy(self.tokenizer) for _ in self.engines[1:]]  # one a thread
         atexit.register(self.close)
         self._hf: tuple[Any, Any] | None = None
         SteeredVLLM.live = Live.last = self
@@ -151,8 +188,9 @@ class SteeredVLLM(TemplateLM, Live):
         return d, str(named), vllm.tokenizer_of(source)
 
     def close(self) -> None:
-        """Stop the engine (also at exit)."""
-        self.engine.close()
+        """Stop the engines (also at exit)."""
+        for engine in self.engines:
+            engine.close()
 
     def probe_inputs(self) -> tuple[Any, Any, direction_mod.Direction]:
         """The HF weights the probe reads, loaded once when a probe task first asks."""
@@ -166,7 +204,8 @@ class SteeredVLLM(TemplateLM, Live):
         recorded = settings.story_settings(self.direction, settings.STEERED, self.steering, model_id=self.model_id,
                                            direction_file=self.direction_file, backend=vllm.BACKEND,
                                            vllm_layer=self.steer[0])
-        return {VLLM_MODEL_NAME: {**recorded, "engine": self.engine_args, "vllm": self.engine.info["vllm"]}}
+        return {VLLM_MODEL_NAME: {**recorded, "engine": self.engine_args, "data_parallel_size": self.replicas,
+                                  "vllm": self.engine.info["vllm"]}}
 
     @property
     def eot_token_id(self) -> int:
@@ -195,13 +234,24 @@ class SteeredVLLM(TemplateLM, Live):
             groups.setdefault((steer, chat, sampling), []).append(i)
         texts: list[str] = [""] * len(requests)
         for (steer, chat, sampling), rows in groups.items():
-            gens = vllm.generate(self.engine, self.tokenizer, [requests[i].args[0] for i in rows],
-                                 steer=self.steer if steer else None, sampling=sampling, template=chat)
+            gens = self._generate([requests[i].args[0] for i in rows], steer, chat, sampling)
             for i, g in zip(rows, gens):
                 texts[i] = cut(g.text, stops[i])
                 self.cache_hook.add_partial("generate_until", requests[i].args, texts[i])
-        self.engine.steer(None)
+        for engine in self.engines:
+            engine.steer(None)
         return texts
+
+    def _generate(self, prompts: list[str], steer: bool, chat: bool, sampling: Sampling) -> list:
+        """The prompts split in order between the engines, run side by side; prompt i is seeded as request i."""
+        share = -(-len(prompts) // len(self.engines))
+        starts = range(0, len(prompts), share)
+        with ThreadPoolExecutor(len(self.engines)) as pool:
+            parts = pool.map(lambda r: vllm.generate(self.engines[r[0]], self._tokenizers[r[0]],
+                                                     prompts[r[1] : r[1] + share], steer=self.steer if steer else None,
+                                                     sampling=sampling, template=chat, first_index=r[1]),
+                             enumerate(starts))
+            return [g for part in parts for g in part]
 
     def _loglikelihood_tokens(self, requests, **kwargs: Any):
         raise NotImplementedError("steered_vllm generates only: loglikelihood tasks (creative_agreement) run on "
