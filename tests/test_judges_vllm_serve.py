@@ -21,7 +21,7 @@ from scipy.stats import spearmanr
 from creative_eval import activations, models
 from creative_eval.backends import vllm
 from creative_eval.backends.vllm import engine as vllm_engine
-from creative_eval.backends.llamacpp.server import free_port
+from creative_eval.backends.llamacpp.server import LocalServer, free_port
 from creative_eval.judges import base
 from creative_eval.judges.hf import HFJudge
 from creative_eval.judges.openai_backend import OpenAIJudge
@@ -130,3 +130,19 @@ def test_pairwise_from_vllm_serve_is_the_hf_judges(served, hf_judge):
     print(f"pairwise, {len(pairs)} pairs in both orders: largest |P(A>B) difference| {diff:.2e}; decisions "
           f"{[p.decision for p in ours]} vs HF {[p.decision for p in theirs]}")
     assert diff < 1e-3 and [p.decision for p in ours] == [p.decision for p in theirs]
+
+
+def test_three_servings_of_one_model_judge_alike_where_their_weights_agree(served, hf_judge):
+    """The same stories rated by vLLM's server (fp32), llama.cpp's server (the Q4 GGUF itself) and HF (fp32, the
+    GGUF de-quantised): vLLM and HF read the same numbers, so they agree exactly (above); llama.cpp runs the
+    quantised kernels, so its ratings follow theirs in rank but not in value."""
+    items = stories()
+    with LocalServer(n_ctx=2048, n_threads=2) as srv:
+        llama = np.array([r.expected for r in judge_at(srv.base_url).rate(items)])
+    vllm_served = np.array([r.expected for r in judge_at(served).rate(items)])
+    hf = np.array([r.expected for r in hf_judge.rate(items)])
+    rho_vllm, rho_hf = spearmanr(llama, vllm_served).statistic, spearmanr(llama, hf).statistic
+    print(f"ratings of {len(items)} stories: llama.cpp (Q4) vs vllm serve (fp32) Spearman {rho_vllm:.3f}, largest "
+          f"|difference| {np.abs(llama - vllm_served).max():.3f}; llama.cpp vs HF (fp32) Spearman {rho_hf:.3f}, "
+          f"largest |difference| {np.abs(llama - hf).max():.3f}")
+    assert rho_vllm > 0.6 and rho_hf > 0.6  # the Q4 server against fp32 HF measured 0.81 (test_judges_server)
