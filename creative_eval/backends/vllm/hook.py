@@ -11,16 +11,23 @@ so the stream after block l is their sum: adding the vector to the first adds it
 `model.model.layers[i]`, counted from 0: our layer l (the output of block l counted from 1, HF
 `hidden_states[l]`) is index l - 1 (`engine.vllm_layer`, measured in tests/test_vllm.py).
 
-This module imports torch only: it runs in vLLM's environment, not the project's.
+The steered server (`server`) has no runner to call these methods: it names a vector file in `STEER_ENV`, and
+each worker installs it at its model's first forward (`steer_from_env`, run when vLLM imports this module).
+
+This module imports torch (and `runner`, for a name) only: it runs in vLLM's environment, not the project's.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
+
+from creative_eval.backends.vllm.runner import STEER_ENV
 
 ATTR = "_creative_eval_steering"
 LAYER_PATHS = ("model.layers", "model.model.layers", "language_model.model.layers", "transformer.h",
@@ -195,3 +202,27 @@ class SteeringExtension:
 
     def creative_eval_profile(self, on: bool) -> dict[str, Any] | None:
         return profile(on)
+
+
+def steer_from_env() -> None:
+    """Steer this worker's model with the vector file `STEER_ENV` names (the steered server). vLLM constructs no
+    extension and lets none of its methods override the worker's, so nothing runs between loading the model and
+    serving it: a global forward pre-hook waits for the first module with decoder blocks (the model, at vLLM's
+    first forward, its warm-up), installs the vector there and removes itself."""
+    path = os.environ.get(STEER_ENV)
+    if not path:
+        return
+    spec = json.loads(Path(path).read_text())
+
+    def first(module: nn.Module, _args: Any) -> None:
+        try:
+            blocks(module)
+        except TypeError:
+            return
+        handle.remove()
+        install(module, spec["index"], spec["vector"])
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(first)
+
+
+steer_from_env()  # vLLM imports this module in every worker process before it builds the worker

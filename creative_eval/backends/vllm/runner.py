@@ -20,6 +20,7 @@ import traceback
 from typing import Any
 
 EXTENSION = "creative_eval.backends.vllm.hook.SteeringExtension"
+STEER_ENV = "CREATIVE_EVAL_VLLM_STEER"  # a JSON file {"index": i, "vector": [...]} that every worker installs (hook)
 OPS = ("steer", "status", "generate", "logprobs", "timing", "profile")
 
 
