@@ -9,6 +9,7 @@ written here only.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
@@ -36,6 +37,15 @@ def check(alpha: float, norm: str = "unit", positions: str = "all") -> None:
     if norm not in NORMS:
         raise ValueError(f"norm={norm!r} is not one of {NORMS}")
     check_positions(positions)
+
+
+def server_strength_args(p: argparse.ArgumentParser) -> None:
+    """--alpha and --norm as both steered servers (llama.cpp, vLLM) take them, read as `Steering` later."""
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="with --direction: lambda, the steering "
+                   "strength, in the unit of --norm")
+    p.add_argument("--norm", default="relative", choices=NORMS, metavar="|".join(NORMS),
+                   help="with --direction: relative (lambda x the mean residual norm at the layer), unit (the "
+                        "paper's lambda) or raw (lambda x |mean difference|)")
 
 
 @dataclass(frozen=True)

@@ -109,11 +109,7 @@ def options() -> argparse.ArgumentParser:
     p.add_argument("--direction", default=None, metavar="FILE",
                    help="a direction .safetensors: every completion is steered with it, as a control vector at the "
                         "direction's layer (default: unsteered)")
-    p.add_argument("--alpha", type=float, default=settings.DEFAULT_ALPHA, help="with --direction: lambda, the "
-                   "steering strength, in the unit of --norm")
-    p.add_argument("--norm", default="relative", metavar="|".join(settings.NORMS),
-                   help="with --direction: relative (lambda x the mean residual norm at the layer), unit (the "
-                        "paper's lambda) or raw (lambda x |mean difference|)")
+    settings.server_strength_args(p)
     p.add_argument("--host", default=None, help="the address to listen on (default: $HOST, else 127.0.0.1); "
                    "any but loopback needs --api-key")
     p.add_argument("--api-key", "--api_key", dest="api_key", default=None,

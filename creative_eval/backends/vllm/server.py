@@ -40,11 +40,7 @@ def options() -> argparse.ArgumentParser:
     p.add_argument("--direction", default=None, metavar="FILE",
                    help="a direction .safetensors: every completion is steered with it at the direction's layer "
                         "(default: unsteered, vLLM's server as it is)")
-    p.add_argument("--alpha", type=float, default=settings.DEFAULT_ALPHA, help="with --direction: lambda, the "
-                   "steering strength, in the unit of --norm")
-    p.add_argument("--norm", default="relative", choices=settings.NORMS, metavar="|".join(settings.NORMS),
-                   help="with --direction: relative (lambda x the mean residual norm at the layer), unit (the "
-                        "paper's lambda) or raw (lambda x |mean difference|)")
+    settings.server_strength_args(p)
     p.add_argument("--positions", default="all", metavar="all",
                    help="with --direction: the positions steered; vLLM steers every position, so only all")
     p.add_argument("-h", "--help", action="store_true", help="show this help and exit")
