@@ -107,7 +107,7 @@ def human_validation(model, tokenizer, d, fitting) -> str:
     good_st, bad_st, good, bad = wq_states(model, tokenizer, d.layer, progress=True)
     v = calibration.validate(good_st, bad_st, good, bad, fitting)
     est, lc = v["agreement"], v["length_logit"]
-    side = lambda e: f"{e['estimate']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}] (n={e['n']} {e['unit']}s)"  # noqa: E731
+    side = lambda e: f"{stats.fmt_estimate(e)} (n={e['n']} {e['unit']}s)"  # noqa: E731
     coef = (f"{lc['coef']:+.2f} [{lc['ci_low']:+.2f}, {lc['ci_high']:+.2f}]" if lc["coef"] is not None
             else f"not fitted ({lc['reason']})")
     scores = {s.text: float(x) for s, x in zip(good + bad, [*good_st.scores(d.vector), *bad_st.scores(d.vector)])}
