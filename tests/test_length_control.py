@@ -122,6 +122,24 @@ def test_the_humans_source_fits_length_orthogonal_cached_apart_and_carries_its_f
     assert torch.equal(again.vector, ortho.vector)  # read back from its own cache file
 
 
+def test_wq_states_are_read_once_per_model_and_layer(tiny, tmp_path, monkeypatch):
+    """Fitting the humans direction and validating it read WQ's texts in one pass."""
+    from creative_eval import activations
+
+    model, tokenizer = tiny
+    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
+    fake_wq(tmp_path / "wq")
+    monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
+    calls = []
+    real = activations.batches
+    monkeypatch.setattr(activations, "batches", lambda *a, **k: calls.append(1) or real(*a, **k))
+    d, _ = sources.resolve("humans", model, tokenizer, "tiny", 3)
+    good, bad, _, _ = sources.wq_states(model, tokenizer, 3)
+    assert len(calls) == 1 and len(good.mean) == len(bad.mean) == 12
+    sources.wq_states(model, tokenizer, 2)
+    assert len(calls) == 2  # another layer is another pass
+
+
 def test_the_probe_humans_residual_preset_judges_with_the_length_orthogonal_fit(tiny, tmp_path, monkeypatch):
     from creative_eval import judges
     from creative_eval.judges import presets

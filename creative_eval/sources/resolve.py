@@ -12,6 +12,7 @@ Sources (recorded as `source` in the direction's metadata, each cached per model
 from __future__ import annotations
 
 import hashlib
+import weakref
 from pathlib import Path
 
 import torch
@@ -68,16 +69,25 @@ def from_stories(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sto
     return out
 
 
+_WQ_STATES: "weakref.WeakKeyDictionary[PreTrainedModel, dict]" = weakref.WeakKeyDictionary()
+
+
 def wq_states(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, layer: int, *, progress: bool = False
               ) -> tuple[textstates.States, textstates.States, list, list]:
     """(preferred states, dispreferred states, preferred stories, dispreferred stories) of WQ's decided expert
-    pairs at `layer`, response tokens (what the `humans` direction is fitted on)."""
-    stories, labels = humans.wq_pairs(humans.WQ_DIR)
-    good, bad, _ = calibration.preferred_sides(stories, labels)
-    texts = good + bad
-    st = textstates.read(model, tokenizer, [s.prompt for s in texts], [s.text for s in texts], [layer],
-                         tokens="response", progress=progress)[layer]
-    return st.take(range(len(good))), st.take(range(len(good), len(texts))), good, bad
+    pairs at `layer`, response tokens (what the `humans` direction is fitted on). Read once per model, layer and
+    WQ file in a process: fitting the direction and validating it (`direction --source humans`) share the pass."""
+    wq_file = humans.WQ_DIR / humans.WQ_FILE
+    key = (layer, str(wq_file), wq_file.stat().st_mtime_ns)
+    memo = _WQ_STATES.setdefault(model, {})
+    if key not in memo:
+        stories, labels = humans.wq_pairs(humans.WQ_DIR)
+        good, bad, _ = calibration.preferred_sides(stories, labels)
+        texts = good + bad
+        st = textstates.read(model, tokenizer, [s.prompt for s in texts], [s.text for s in texts], [layer],
+                             tokens="response", progress=progress)[layer]
+        memo[key] = (st.take(range(len(good))), st.take(range(len(good), len(texts))), good, bad)
+    return memo[key]
 
 
 def humans_direction(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str,
