@@ -157,6 +157,13 @@ def test_steer_sweep_rejects_bad_options(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_a_shipped_rating_template_is_taken_by_name():
+    from creative_eval.judges import templates
+
+    args = cli.build_parser().parse_args(["steer-sweep", "--coherence-template", "rate-quality"])
+    assert args.coherence_template == templates.text("rate-quality") and "{prompt}" in args.coherence_template
+
+
 @pytest.mark.parametrize("flag, extra, message", [
     ("--direction", ["--extra-layers", "12"], "--direction auto"),  # extra layers need the auto direction
     ("--judge-direction", ["--judge-layer", "3"], "a direction file has its own layer"),

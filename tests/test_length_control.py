@@ -85,7 +85,7 @@ def test_a_fitting_is_checked_once_and_named_in_the_cache_key():
     assert calibration.Fitting().name == "mean" and RESIDUAL.name == "mean-residual"
     with pytest.raises(ValueError, match="length control 'words'.*residual"):
         calibration.Fitting(length_control="words")
-    with pytest.raises(ValueError, match="--length-control residual applies to the humans source only"):
+    with pytest.raises(ValueError, match="--length-control residual applies to the humans and hanna sources only"):
         sources.check_fitting("stories", RESIDUAL)
     sources.check_fitting("humans", RESIDUAL)
     sources.check_fitting("stories", calibration.Fitting())
@@ -115,7 +115,7 @@ def test_the_humans_source_fits_length_orthogonal_cached_apart_and_carries_its_f
     assert "-humans-mean-" in plain_path and "-humans-mean-residual-" in ortho_path
     assert (plain.meta["length_control"], ortho.meta["length_control"]) == ("none", "residual")
     assert not torch.allclose(plain.vector, ortho.vector)
-    good, bad, _, _ = sources.wq_states(model, tokenizer, 2)
+    good, bad, _, _ = sources.label_states(model, tokenizer, 2)
     assert _text_corr(good, bad, ortho.vector)[0] == pytest.approx(0.0, abs=1e-4)
     assert len(ortho.meta["trained_on"].split(",")) == 12  # the probe judge refuses these pairs
     again, _ = sources.resolve("humans", model, tokenizer, "tiny", 2, fitting=RESIDUAL)
@@ -134,9 +134,9 @@ def test_wq_states_are_read_once_per_model_and_layer(tiny, tmp_path, monkeypatch
     real = activations.batches
     monkeypatch.setattr(activations, "batches", lambda *a, **k: calls.append(1) or real(*a, **k))
     d, _ = sources.resolve("humans", model, tokenizer, "tiny", 3)
-    good, bad, _, _ = sources.wq_states(model, tokenizer, 3)
+    good, bad, _, _ = sources.label_states(model, tokenizer, 3)
     assert len(calls) == 1 and len(good.mean) == len(bad.mean) == 12
-    sources.wq_states(model, tokenizer, 2)
+    sources.label_states(model, tokenizer, 2)
     assert len(calls) == 2  # another layer is another pass
 
 
@@ -158,7 +158,7 @@ def test_the_probe_humans_residual_preset_judges_with_the_length_orthogonal_fit(
         judge.rate([Story(prompt_id="wq-3", condition="p1", prompt="Write a paragraph.", text="The cat")])
     bad = tmp_path / "bad.yaml"
     bad.write_text("backend: probe\ndirection: auto\nlength_control: residual\n", encoding="utf-8")
-    with pytest.raises(presets.PresetError, match="bad.yaml.*'length_control' applies to 'direction: humans' only"):
+    with pytest.raises(presets.PresetError, match="bad.yaml.*'length_control' applies to 'direction: humans' or 'hanna' only"):
         presets.load(bad)
     bad.write_text("backend: probe\ndirection: humans\nlength_control: words\n", encoding="utf-8")
     with pytest.raises(presets.PresetError, match="'length_control' must be one of"):

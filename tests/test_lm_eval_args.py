@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
 CASES = {
     "alpha=abc": "steered_hf model_args: alpha='abc' is not a number; write e.g. alpha=0.2",
     "direction=absent/d.safetensors": ("steered_hf model_args: direction=absent/d.safetensors: no such direction file; "
-                                       "pass a .safetensors path or one of auto, prompts, stories, humans; e.g. "
+                                       "pass a .safetensors path or one of auto, prompts, stories, humans, hanna; e.g. "
                                        "direction=auto"),
 }
 TASK = ["--tasks", "creative_generate", "--limit", "1"]

@@ -236,11 +236,28 @@ def test_criteria_sweep_reports_every_criterion_with_controls(tiny, tmp_path, mo
             assert {"estimate", "ci_low", "ci_high", "random", "shuffled"} <= set(r[key])
         assert r["wq_agreement"]["cross_validated"] == (r["source"] == "humans")
         assert r["hard_within_pair"]["n"] == 3 and "random" in r["hard_within_pair"]
+        beside = r["story_within_pair"]
+        assert beside["n"] == 4 and {"random", "agree_when_longer_chosen", "length_logit"} <= set(beside)
+        assert beside["agree_when_longer_chosen"]["n"] + beside["agree_when_shorter_chosen"]["n"] <= 4
     assert result["n"]["story_fit_pairs"] == 2 and result["n"]["held_stories"] == 8
     rec = result["recommended"]
     assert rec["criterion"] == criteria.CRITERION and rec["source"] in criteria.SOURCES
     table = report.criteria_table(result)
     assert "Recommended: layer" in table and " cv" in table and table.count("\n| ") >= 6
+    assert "story within-pair, beside length" in table and "; longer " in table
+
+
+def test_criteria_sweep_carries_the_length_control_to_its_humans_rows(tiny, monkeypatch):
+    from creative_eval import cli, models
+    from creative_eval.people import humans
+    from creative_eval.sources import calibration
+
+    seen = {}
+    monkeypatch.setattr(models, "load", lambda *a, **k: tiny)
+    monkeypatch.setattr(humans, "wq_pairs", lambda *a, **k: ([], []))
+    monkeypatch.setattr(criteria, "sweep", lambda *a, **k: seen.update(k) or (_ for _ in ()).throw(RuntimeError("x")))
+    assert cli.main(["sweep", "--criteria", "--layers", "2", "--length-control", "residual"]) == 2
+    assert seen["human_fit"] == calibration.Fitting(length_control="residual")
 
 
 def test_paired_auroc_matches_the_cluster_bootstrap():

@@ -31,7 +31,8 @@ def model_args(p: argparse.ArgumentParser) -> None:
 def direction_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--direction", type=direction_source, default="auto",
                    help="direction .safetensors, or a source: 'auto'/'prompts' (shipped pairs), 'stories' (their "
-                        "unsteered stories), 'humans' (WQ expert pairs); sources are cached")
+                        "unsteered stories), 'humans' (WQ expert pairs), 'hanna' (HANNA stories by crowd Surprise); sources are "
+                        "cached")
     p.add_argument("--layer", type=positive_int, default=None,
                    help="layer for a --direction source (default: the sweep's)")
     length_control_args(p)
@@ -39,18 +40,20 @@ def direction_args(p: argparse.ArgumentParser) -> None:
 
 def length_control_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-control", choices=LENGTH_CONTROLS, default="none",
-                   help="humans source only: residual fits a length-orthogonal direction (each pair difference "
+                   help="humans and hanna sources only: residual fits a length-orthogonal direction (each pair difference "
                         "minus what its log length ratio explains, then the axes whose scores covary with length "
                         "projected out); none: the plain fit")
 
 
 def fitting_of(args: argparse.Namespace):
-    """The humans source's `calibration.Fitting`, checked against the named source before any model loads."""
+    """The human sources' `calibration.Fitting`, checked against the named source before any model loads."""
     from creative_eval import sources
     from creative_eval.sources import calibration
 
     fitting = calibration.Fitting(length_control=args.length_control)
-    sources.check_fitting(str(getattr(args, "source", None) or args.direction), fitting)
+    named = getattr(args, "source", None) or getattr(args, "direction", None)
+    if named is not None:  # `sweep --criteria` applies it to its humans rows, the one fitted source there
+        sources.check_fitting(str(named), fitting)
     return fitting
 
 
@@ -172,7 +175,12 @@ def positions(text: str) -> list[str]:
 
 
 def rate_template(text: str) -> str:
-    """A rating template must place the prompt and the story."""
+    """A rating template's text, or the name of a shipped one (e.g. rate-quality); it must place the prompt and
+    the story."""
+    from creative_eval.judges import templates
+
+    if text in templates.names("rate"):
+        text = templates.text(text)
     missing = [f for f in ("{prompt}", "{story}") if f not in text]
     if missing:
         raise argparse.ArgumentTypeError(f"the template lacks {' and '.join(missing)}; write e.g. "

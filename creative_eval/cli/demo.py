@@ -1,6 +1,7 @@
 """`demo`: the main job end to end on the embedded model, the data path in one readable place.
 
-pairs -> direction -> {steered stories, probe scores} -> judgements (self-judge, probe) -> stats -> report.
+pairs -> direction -> {steered stories, probe scores} -> judgements (self-judge, probe, human-calibrated probe)
+-> stats -> report.
 Every stage writes its records as it goes, so an interrupted run resumes where it stopped.
 """
 
@@ -15,6 +16,7 @@ from creative_eval.cli import args as a
 from creative_eval.steering import settings
 
 COMPARISONS = (("induced", "baseline"), ("creative", "baseline"))
+HELD_OUT_JUDGE = "probe-humans-heldout"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,12 +50,31 @@ def judge_all(judge, stories: Sequence, pair_items: Sequence, out: Path) -> tupl
     """One judge's ratings of every story and preferences on every pair, persisted and resumed by key (records
     of other templates in the same files are left out)."""
     from creative_eval import judges
-    from creative_eval.records import Preference, Rating, from_dict
+    from creative_eval.records import Rating, from_dict
 
     rated = judges.run(judge, "rating", stories, out / f"ratings-{judge.id}.jsonl", progress=True)
-    compared = judges.run(judge, "pairwise", pair_items, out / f"preferences-{judge.id}.jsonl", progress=True)
     return ([from_dict(Rating, r) for r in rated if r["template_hash"] == judge.hash_for("rating")],
-            [from_dict(Preference, r) for r in compared if r["template_hash"] == judge.hash_for("pairwise")])
+            compare_all(judge, pair_items, out))
+
+
+def compare_all(judge, pair_items: Sequence, out: Path) -> list:
+    """One judge's preferences on every pair, persisted and resumed by key (other templates' left out)."""
+    from creative_eval import judges
+    from creative_eval.records import Preference, from_dict
+
+    compared = judges.run(judge, "pairwise", pair_items, out / f"preferences-{judge.id}.jsonl", progress=True)
+    return [from_dict(Preference, r) for r in compared if r["template_hash"] == judge.hash_for("pairwise")]
+
+
+def held_out_humans_judge(model, tokenizer, model_id: str, wq_stories: Sequence):
+    """The `probe-humans` judge with its direction fitted on the WQ pairs outside the demo's sample (and outside
+    every pair sharing a text with it), so its agreement on the sample is measured on pairs it never saw."""
+    from creative_eval import judges, sources
+    from creative_eval.judges import presets
+
+    held = frozenset(s.prompt_id for s in wq_stories)
+    d, _ = sources.humans_direction(model, tokenizer, model_id, held_out=held, progress=True)
+    return judges.load_judge({**presets.load("probe-humans"), "id": HELD_OUT_JUDGE}, model, tokenizer, direction=d), d
 
 
 def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 128,
@@ -64,8 +85,8 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
 
     Stories for `n` test prompts in three conditions, judged by the model itself (0-9 rating, pairwise in both
     orders, position-debiased) and by the probe; with WQ present, both judges also compare `wq_pairs` expert-
-    labelled paragraph pairs (a fixed sample), so the report shows agreement with people (writing quality)
-    beside the length and random baselines. The steering frontier's other-source probe is `judge_direction`."""
+    labelled paragraph pairs (a fixed sample), beside the human-calibrated probe fitted on the other WQ pairs,
+    so the report shows agreement with people (writing quality) beside the length and random baselines. The steering frontier's other-source probe is `judge_direction`."""
     from creative_eval import judges, models, pairs, report, sources
     from creative_eval.evals import frontier
     from creative_eval.people import humans
@@ -94,6 +115,10 @@ def demo(out: str | Path = "reports/demo", n: int = 30, max_new_tokens: int = 12
             **controls.describe(controls.condition_comparisons(stories, *states, d.vector, "input+response"))}
     if labels:
         meta["human_label"] = f"WQ experts' writing-quality preference, {len(labels)} pairs (seed {seed})"
+        humans_judge, hd = held_out_humans_judge(model, tokenizer, model_id, wq_stories)
+        probe_preferences += compare_all(humans_judge, items, out)
+        meta[HELD_OUT_JUDGE] = (f"probe, humans direction at layer {hd.layer} (response tokens) fitted on the "
+                                f"{hd.meta['n_pairs']} WQ pairs that share no text with these {len(labels)}")
     steering_frontier = frontier.demo(model, tokenizer, d, selected, out / "frontier", model_id=model_id,
                                       judge_direction=judge_direction)
     report.write_frontier(steering_frontier, out / "frontier")

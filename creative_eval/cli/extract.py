@@ -17,11 +17,16 @@ POOLING_HELP = "how a prompt's token states become one vector: mean over its tok
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("direction", help="extract the creativity direction at one layer")
     a.model_args(p)
-    p.add_argument("--source", choices=("prompts", "stories", "humans"), default="prompts",
+    p.add_argument("--source", choices=("prompts", "stories", "humans", "hanna"), default="prompts",
                    help="prompts: the pairs' prompts; stories: the shipped validation pairs' unsteered "
-                        "stories (generated once, cached); humans: WQ's expert pairs, printed with its agreement "
-                        "cross-validated by groups of pairs sharing a text")
+                        "stories (generated once, cached); humans: WQ's expert pairs (writing quality); hanna: "
+                        "HANNA's human stories paired by crowd Surprise; the last two are printed with their "
+                        "agreement cross-validated by groups of pairs sharing a text")
     a.length_control_args(p)
+    p.add_argument("--hold-out-wq", type=a.count, default=0, metavar="N",
+                   help="humans source: fit without the first N pairs of the fixed WQ judging sample (the pairs "
+                        "`agreement --humans wq --limit N` and the demo judge) and every pair sharing a text with "
+                        "them, so a probe with this direction can be measured on them")
     p.add_argument("--pairs", type=a.pairs_source, default=pairs.SHIPPED,
                    help="pairs file (JSONL/CSV) or 'pairs' (shipped); --source prompts only")
     p.add_argument("--split", default="validation", help="which split of the pairs to extract from")
@@ -53,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--story-fit", choices=("validation", "crossfit"), default="validation",
                    help="--criteria: fit the stories source on validation stories, or cross-fit it by "
                         "pair on the test stories (5 folds; no validation stories to generate)")
+    a.length_control_args(p)
     p.set_defaults(run=sweep, outputs=lambda args: args.plot and outputs.check_file(args.plot,
                                                                                      inputs=a.pairs_inputs(args)))
 
@@ -78,13 +84,15 @@ def direction(args: argparse.Namespace) -> None:
     from creative_eval import direction as direction_mod
     from creative_eval import models, sources
 
+    if args.hold_out_wq:
+        return held_out_direction(args)
     if args.source != "prompts":
         model, tokenizer = a.load_model(args)
         d, path = sources.resolve(args.source, model, tokenizer, args.model, args.layer, fitting=args.fitting,
                                   progress=True)
         direction_mod.save(d, args.out)
         print(f"wrote {args.out} (source {d.source}, cached at {path}): layer {d.layer}, raw norm {d.raw_norm:.3g}")
-        if args.source == "humans":
+        if args.source in sources.HUMAN_SOURCES:
             print(human_validation(model, tokenizer, d, args.fitting))
         return
     selected = pairs.load_pairs(args.pairs, args.split)  # a bad file fails before the model loads
@@ -100,11 +108,11 @@ def direction(args: argparse.Namespace) -> None:
 
 
 def human_validation(model, tokenizer, d, fitting) -> str:
-    """The humans fit's WQ agreement on pairs it was not fitted on, beside its controls and length."""
+    """A human source's agreement with its people on pairs it was not fitted on, beside its controls and length."""
     from creative_eval import stats
-    from creative_eval.sources import calibration, wq_states
+    from creative_eval.sources import calibration, label_set, label_states
 
-    good_st, bad_st, good, bad = wq_states(model, tokenizer, d.layer, progress=True)
+    good_st, bad_st, good, bad = label_states(model, tokenizer, d.layer, d.source, progress=True)
     v = calibration.validate(good_st, bad_st, good, bad, fitting)
     est, lc = v["agreement"], v["length_logit"]
     side = lambda e: f"{stats.fmt_estimate(e)} (n={e['n']} {e['unit']}s)"  # noqa: E731
@@ -112,7 +120,7 @@ def human_validation(model, tokenizer, d, fitting) -> str:
             else f"not fitted ({lc['reason']})")
     scores = {s.text: float(x) for s, x in zip(good + bad, [*good_st.scores(d.vector), *bad_st.scores(d.vector)])}
     rho = stats.correlation_ci(list(scores.values()), [len(t.split()) for t in scores])
-    return (f"WQ (expert writing quality), {v['pairs']} pairs in {v['groups']} groups sharing a text, {v['folds']}-fold "
+    return (f"{label_set(d.source).label}: {v['pairs']} pairs in {v['groups']} groups sharing a text, {v['folds']}-fold "
             f"cross-validated by group, fit {v['fit']}: agreement {side(est)}; percentile "
             f"{100 * v['random']['percentile']:.0f} among random directions, {100 * v['shuffled']['percentile']:.0f} "
             f"among shuffled-label fits; where the experts chose the longer {side(v['agree_when_longer_chosen'])}, "
@@ -121,12 +129,34 @@ def human_validation(model, tokenizer, d, fitting) -> str:
             f"not a validation) {rho.estimate:+.2f} [{rho.ci_low:+.2f}, {rho.ci_high:+.2f}]")
 
 
+def held_out_direction(args: argparse.Namespace) -> None:
+    """`direction --source humans --hold-out-wq N`: the humans fit without a judging sample, to be measured on it."""
+    from creative_eval import direction as direction_mod
+    from creative_eval import sources
+    from creative_eval.people import humans
+
+    if args.source != "humans":
+        raise ValueError(f"--hold-out-wq keeps WQ pairs out of the humans source's fit, not out of {args.source!r}; "
+                         "add --source humans or drop it")
+    sample, _ = humans.wq_sample(args.hold_out_wq, root=humans.WQ_DIR)  # no WQ or too large an N: before the model
+    model, tokenizer = a.load_model(args)
+    d, path = sources.humans_direction(model, tokenizer, args.model, args.layer, fitting=args.fitting,
+                                       held_out=frozenset(s.prompt_id for s in sample), progress=True)
+    direction_mod.save(d, args.out)
+    print(f"wrote {args.out} (source humans, fit {args.fitting.name}, cached at {path}): layer {d.layer}, fitted on "
+          f"{d.meta['n_pairs']} WQ pairs, none of the first {args.hold_out_wq} of the judging sample nor any pair "
+          f"sharing a text with them; measure it there with a probe preset naming `direction: {args.out}` and "
+          f"`creative-eval agreement --judge PRESET.yaml --humans wq --limit {args.hold_out_wq}`")
+
+
 def sweep(args: argparse.Namespace) -> None:
     from creative_eval import report
     from creative_eval.evals import sweeps
 
     if args.criteria:
         return criteria_sweep(args)
+    if args.length_control != "none":
+        raise ValueError("--length-control applies to the humans rows of --criteria; add --criteria or drop it")
     model, tokenizer = a.load_model(args)
     result = sweeps.layer_sweep(
         model, tokenizer, pairs.load_pairs(args.pairs, "validation"), pairs.load_pairs(args.pairs, "test"),
@@ -162,7 +192,8 @@ def criteria_sweep(args: argparse.Namespace) -> None:
     for layer in args.layers:
         models.check_layer(model, layer)
     result = criteria.sweep(model, tokenizer, args.layers, **sets, wq=wq, model_id=args.model, n_boot=args.n_boot,
-                            fit_pairs=args.fit_pairs, story_fit=args.story_fit, progress=not args.json)
+                            fit_pairs=args.fit_pairs, story_fit=args.story_fit, human_fit=args.fitting,
+                            progress=not args.json)
     print(json.dumps(result) if args.json else report.criteria_table(result))
 
 

@@ -78,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--negated", action="store_true", help="also steer with the negated direction at every lambda")
     p.add_argument("--random-seed", type=a.whole, default=0, help="seed of the random control direction")
     p.add_argument("--coherence-template", type=a.rate_template, default=None,
-                   help="rating template for the judge's coherence rating, with {prompt} and {story}")
+                   help="rating template for the judge's coherence rating, with {prompt} and {story}, or a "
+                        "shipped one by name (e.g. rate-quality: the judge's writing-quality rating instead)")
     p.add_argument("--ppl-bound", type=a.finite, default=1.5, help="eligible: perplexity ratio at most this")
     p.add_argument("--rep-bound", type=a.finite, default=0.05, help="eligible: repetition at most baseline + this")
     p.add_argument("--out", default="reports/frontier", help="folder of stories, judgements, table and figure")

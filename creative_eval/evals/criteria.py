@@ -9,8 +9,9 @@ dispreferred paragraphs). Criteria, all on data the direction was not fitted on:
 - WQ agreement: share of the 150 expert pairs whose preferred paragraph scores higher (label: writing
   quality); the `humans` direction is scored cross-validated by pair, never on a pair it was fitted on.
 Beside each: the percentile among random unit directions at the same layer and among shuffled-label
-directions; the robustness and hard sets (AUROC and within-pair rate); the correlation of story scores with
-story length; and a TF-IDF + logistic-regression baseline on the same stories.
+directions; the robustness and hard sets (AUROC and within-pair rate); the within-pair story rate beside
+length (split by which story is longer, and a length-controlled coefficient); the correlation of story scores
+with story length; and a TF-IDF + logistic-regression baseline on the same stories.
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ def _within_pair(st: States, vec: torch.Tensor, rand: torch.Tensor) -> dict:
     est = stats.proportion_ci(int((margin(vec) > 0).sum()), n, unit="pair")
     null = (margin(rand) > 0).float().mean(0).numpy()
     return {**est.to_dict(), "random": controls.control("random directions", est.estimate, null).to_dict()}
+
+
+def _story_pairs(st: States, vec: torch.Tensor, rand: torch.Tensor, stories: Sequence[Story]) -> dict:
+    """Within each test pair, does the creative-prompt story score higher: the rate beside random directions,
+    and the same beside length (where the creative story is the longer / the shorter; the length-controlled
+    coefficient), so a direction that reads length is seen as one."""
+    n = len(stories) // 2
+    margins = (st.scores(vec)[:n] - st.scores(vec)[n:]).numpy()
+    return {**_within_pair(st, vec, rand), **calibration.length_checks(margins, stories[:n], stories[n:])}
 
 
 def _wq(good: States, bad: States, vec: torch.Tensor, rand: torch.Tensor, shuffled: torch.Tensor) -> dict:
@@ -203,6 +213,7 @@ def sweep(
                 "story_auroc": (_crossfit_auroc(held_st[layer], rand, folds, n_random, n_boot, layer)
                                 if source == "stories" and story_fit == "crossfit"
                                 else _paired_auroc(held_st[layer], vec, rand, shuffled, [p.id for p in test], n_boot)),
+                "story_within_pair": _story_pairs(held_st[layer], vec, rand, held_stories),
                 "wq_agreement": (_wq_cv(w_good, w_bad, folds, n_random, human_fit, groups) if source == "humans"
                                  else _wq(w_good, w_bad, vec, rand, shuffled)),
                 "robust_auroc": _paired_auroc(prompt_states["robustness"][layer], vec, rand, shuffled,

@@ -66,8 +66,8 @@ def load(name: str | Path) -> dict:
         raise PresetError(f"{path}: field 'tokens' must be one of {PROBE_TOKENS}, got {data['tokens']!r}")
     if data.get("length_control", "none") not in LENGTH_CONTROLS:
         raise PresetError(f"{path}: field 'length_control' must be one of {LENGTH_CONTROLS}, got {data['length_control']!r}")
-    if data.get("length_control", "none") != "none" and data.get("direction") != "humans":
-        raise PresetError(f"{path}: field 'length_control' applies to 'direction: humans' only, not to "
+    if data.get("length_control", "none") != "none" and data.get("direction") not in ("humans", "hanna"):
+        raise PresetError(f"{path}: field 'length_control' applies to 'direction: humans' or 'hanna' only, not to "
                           f"{data.get('direction', 'auto')!r}; drop it or set direction: humans")
     _check_numbers(path, data)
     return {"id": path.stem, **data, "templates": Templates(resolved["rate"], resolved["compare"])}

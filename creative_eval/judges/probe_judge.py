@@ -34,6 +34,8 @@ class ProbeJudge:
         source = "" if direction.source == "prompts" else f"-{direction.source}"
         if direction.meta.get("length_control", "none") != "none":  # another fit: stored judgements are not reused
             source += f"-length-{direction.meta['length_control']}"
+        if "held_out_sha256" in direction.meta:  # fitted without some pairs: another fit again
+            source += f"-out-{direction.meta['held_out_sha256']}"
         self.template_hash = f"probe-L{direction.layer}-{tokens}-crossprompt:response{source}"
 
     def hash_for(self, mode: str) -> str:

@@ -251,6 +251,33 @@ def hanna_ratings(root: str | Path = HANNA_DIR, aspects: tuple[str, ...] = ("Sur
     return labels
 
 
+HANNA_PAIR_RATER = "hanna-crowd-mean"
+
+
+def hanna_rating_pairs(aspect: str = "Surprise", root: str | Path = HANNA_DIR) -> tuple[list[Story], list[HumanLabel]]:
+    """HANNA's human-written stories in pairs by the crowd's mean `aspect` rating: the story at rank k against the
+    one at rank k + n/2, the higher-rated one chosen (a pair whose means are equal is left out). Each story is in
+    one pair and every pair spans half the ranking, so a direction can be fitted on the crowd's ratings and
+    cross-validated by pair. The label is derived from ratings: crowd `aspect`, mean of three raters."""
+    labels = hanna_ratings(root, (aspect,))
+    by_story: dict[str, list[float]] = {}
+    for h in labels:
+        by_story.setdefault(h.story_a, []).append(float(h.rating))
+    ranked = sorted(by_story, key=lambda sid: (-sum(by_story[sid]) / len(by_story[sid]), sid))
+    mean = {sid: sum(v) / len(v) for sid, v in by_story.items()}
+    half = len(ranked) // 2
+    pairs = []
+    for k, (high, low) in enumerate(zip(ranked[:half], ranked[half: 2 * half])):
+        if mean[high] == mean[low]:
+            continue
+        a, b, choice = (high, low, "A") if k % 2 else (low, high, "B")
+        pairs.append(HumanLabel(item_id=f"{high}|{low}#{aspect}", story_a=a, story_b=b, choice=choice,
+                                rater=HANNA_PAIR_RATER, comment=f"higher crowd {aspect} (mean of 3 raters, 1-5): "
+                                                                f"{mean[high]:.2f} vs {mean[low]:.2f}"))
+    stories = [s for s in hanna_stories(root) if s.id in by_story]
+    return stories, pairs
+
+
 # ---------------------------------------------------------------- WQ
 
 

@@ -1,8 +1,9 @@
 """Where a direction comes from: the one resolver (`resolve`), the story bank its `stories` source reads
 (`storybank`) and the human-calibrated direction (`calibration`)."""
 
-from creative_eval.sources.resolve import (SOURCES, Named, check_fitting, check_layer, from_stories, humans_direction,
-                                           parse, resolve, stories_direction, wq_states)
+from creative_eval.sources.resolve import (HUMAN_SOURCES, SOURCES, Named, check_fitting, check_layer, from_stories,
+                                           humans_direction, label_set, label_states, parse, resolve,
+                                           stories_direction)
 
-__all__ = ["SOURCES", "Named", "check_fitting", "check_layer", "from_stories", "humans_direction", "parse", "resolve",
-           "stories_direction", "wq_states"]
+__all__ = ["HUMAN_SOURCES", "SOURCES", "Named", "check_fitting", "check_layer", "from_stories", "humans_direction",
+           "label_set", "label_states", "parse", "resolve", "stories_direction"]

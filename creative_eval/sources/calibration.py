@@ -241,23 +241,30 @@ def cv_controls(value: float, preferred: States, dispreferred: States, *, k: int
 def validate(preferred: States, dispreferred: States, good: Sequence[Story], bad: Sequence[Story],
              fitting: Fitting = Fitting(), *, k: int = 5, seed: int = 0, n_random: int = controls.N_RANDOM) -> dict:
     """How a fit agrees with the people who labelled the pairs, on pairs it was not fitted on only (k folds of
-    groups sharing a text): agreement with its CI, its random-direction and shuffled-label percentiles,
-    agreement where the people chose the longer and the shorter text (words), and the coefficient of the
-    held-out margin (per SD) in a logistic model of the choice on margin + log word ratio, each pair shown
-    in a coin-flipped orientation (`rater_stats.length_logit`)."""
+    groups sharing a text): agreement with its CI, its random-direction and shuffled-label percentiles, and
+    the `length_checks` of its held-out margins."""
     groups = shared_text_groups(good, bad)
     cv = cross_validate(preferred, dispreferred, k=k, seed=seed, fit_fn=fitting, groups=groups)
     est = cv.agreement()
     rand, shuffled = cv_controls(est.estimate, preferred, dispreferred, k=k, seed=seed, n=n_random,
                                  fitting=fitting, groups=groups)
+    return {"fit": fitting.name, "folds": k, "pairs": len(cv.margins), "groups": int(len(np.unique(groups))),
+            "agreement": est.to_dict(), "random": rand.to_dict(), "shuffled": shuffled.to_dict(),
+            **length_checks(cv.margins, good, bad, seed, "held-out probe margin")}
+
+
+def length_checks(margins: np.ndarray, good: Sequence[Story], bad: Sequence[Story], seed: int = 0,
+                  what: str = "probe margin") -> dict:
+    """Whether pair margins (labelled side minus the other, > 0 agrees) agree with the label beyond length:
+    agreement where the labelled side is the longer and the shorter text (words, Wilson CIs), and the margin's
+    coefficient (per SD) in a logistic model of the label on margin + log word ratio, each pair shown in a
+    coin-flipped orientation (`rater_stats.length_logit`)."""
     ratio = np.array([people_agreement.length_margin(a.text, b.text) for a, b in zip(good, bad)])
-    hits = cv.margins > 0
+    hits = margins > 0
     split = {side: stats.proportion_ci(int(hits[chosen].sum()), int(chosen.sum()), unit="pair").to_dict()
              for side, chosen in (("longer", ratio > 0), ("shorter", ratio < 0))}
     sign = np.where(np.random.default_rng(seed).random(len(hits)) < 0.5, 1.0, -1.0)
-    sd = float(cv.margins.std()) or 1.0
-    return {"fit": fitting.name, "folds": k, "pairs": len(hits), "groups": int(len(np.unique(groups))),
-            "agreement": est.to_dict(), "random": rand.to_dict(), "shuffled": shuffled.to_dict(),
-            "agree_when_longer_chosen": split["longer"], "agree_when_shorter_chosen": split["shorter"],
-            "length_logit": {**rater_stats.length_logit((sign > 0).astype(int), sign * cv.margins / sd, sign * ratio),
-                             "margin": f"held-out probe margin, per SD ({sd:.3g})"}}
+    sd = float(margins.std()) or 1.0
+    return {"agree_when_longer_chosen": split["longer"], "agree_when_shorter_chosen": split["shorter"],
+            "length_logit": {**rater_stats.length_logit((sign > 0).astype(int), sign * margins / sd, sign * ratio),
+                             "margin": f"{what}, per SD ({sd:.3g})"}}
