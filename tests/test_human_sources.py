@@ -165,3 +165,35 @@ def test_the_direction_command_validates_a_hanna_fit_cross_validated(tiny, tmp_p
     printed = capsys.readouterr().out
     assert "crowd Surprise" in printed and "6 pairs in 6 groups" in printed and "fit mean-residual" in printed
     assert direction.load(out).source == "hanna"
+
+
+def test_creative_probe_takes_a_probe_preset_and_scores_on_the_live_models_weights(tiny, tmp_path, monkeypatch):
+    """`--metadata '{"probe": "probe-humans"}'`: the task's probe reads the human-calibrated direction on the
+    evaluated model's own weights (no second load); a preset that is not a probe is refused when the task is
+    built."""
+    from creative_eval.harness import model as harness_model
+    from creative_eval.harness import tasks
+    from creative_eval.records import Story
+
+    model, tokenizer = tiny
+    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
+    fake_wq_groups(tmp_path / "wq")
+    monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
+    monkeypatch.setattr(direction, "default_layer", lambda m: 2)
+    monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("a second model was loaded"))
+
+    class Evaluated(harness_model.Live):
+        model_id = "tiny"
+
+        def probe_inputs(self):
+            return model, tokenizer, None  # a preset's probe brings its own direction
+
+    monkeypatch.setattr(harness_model.Live, "last", Evaluated())
+    cfg = {**tasks.probe_preset("creative_probe", {"probe": "probe-humans"}), "model": "tiny"}
+    judge = tasks._probe_judge({}, cfg)
+    assert judge.direction.source == "humans" and judge.probe.model is model
+    rated = judge.rate([Story(prompt_id="p0", condition="induced", prompt="Write a story.", text="The clock sang.")])
+    assert rated[0].score is not None
+    with pytest.raises(ValueError, match="metadata.probe='embedded' is a hf judge, not a probe"):
+        tasks.probe_preset("creative_probe", {"probe": "embedded"})
+    assert tasks.probe_preset("creative_probe", {}) is None

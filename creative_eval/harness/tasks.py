@@ -85,6 +85,9 @@ class CreativeTask(ShippedDataTask):
         self.judge = self._load_judge(meta) if self.measure in ("rating", "pairwise") else None
         if self.judge is not None:  # the results name who judged, also when the default judge did
             self.config.metadata = {**meta, "judge": self.judge.id}
+        self.probe = probe_preset(self.config.task, meta) if self.measure == "probe" else None
+        if self.probe is not None:
+            self.config.metadata = {**meta, "probe": self.probe["id"]}
 
     def _load_judge(self, meta: dict):
         """The judge preset, on the evaluated model's own weights when it names that model in that dtype (one
@@ -129,7 +132,7 @@ class CreativeTask(ShippedDataTask):
 
     def _judge_probe(self, docs: list[dict[int, Instance]]) -> list[dict]:
         stories = self._stories(docs)
-        ratings = _probe_judge(self.config.metadata or {}).rate(stories)
+        ratings = _probe_judge(self.config.metadata or {}, self.probe).rate(stories)
         return [{"story": s.text, "probe": r.score, **dataclasses.asdict(r)} for s, r in zip(stories, ratings)]
 
     def _judge_rating(self, docs: list[dict[int, Instance]]) -> list[dict]:
@@ -177,11 +180,31 @@ def _pairwise_metrics(pref: dict) -> dict[str, float]:
 _PROBE_JUDGES: dict[tuple, Any] = {}
 
 
-def _probe_judge(meta: dict):
-    """The probe judge on the evaluated model and its direction when a steered_hf or steered_vllm lives in this
-    process (`Live`: steered_hf's own model, no second load), else on the model named in metadata (`pretrained`,
-    default embedded) with `direction` (default auto) at `layer`."""
+def probe_preset(task: str, meta: dict) -> dict | None:
+    """`metadata.probe`: a probe judge preset (e.g. probe-humans) that scores the stories with its own direction
+    in place of the run's; read and checked when the task is built."""
+    if not meta.get("probe"):
+        return None
+    cfg = judges.presets.load(str(meta["probe"]))
+    if cfg["backend"] != "probe":
+        raise ValueError(f"{task}: metadata.probe={meta['probe']!r} is a {cfg['backend']} judge, not a probe; name a "
+                         "probe preset, e.g. probe-humans, or use creative_rating for this judge")
+    return cfg
+
+
+def _probe_judge(meta: dict, preset: dict | None = None):
+    """The probe judge. With a `preset`, that preset's probe (its own direction), on the evaluated model's weights
+    when it names that model. Else on the evaluated model and its direction when a steered_hf or steered_vllm
+    lives in this process (`Live`: steered_hf's own model, no second load), else on the model named in metadata
+    (`pretrained`, default embedded) with `direction` (default auto) at `layer`."""
     live = Live.last
+    if preset is not None and live is not None and preset.get("model", models.EMBEDDED) == live.model_id:
+        return _shown(judges.load_judge(preset, *live.probe_inputs()[:2]))
+    if preset is not None:
+        key = ("preset", preset["id"])
+        if key not in _PROBE_JUDGES:
+            _PROBE_JUDGES[key] = _shown(judges.load_judge(preset))
+        return _PROBE_JUDGES[key]
     if live is not None:
         return _shown(judges.load_judge("probe", *live.probe_inputs()))
     name = str(meta.get("pretrained") or models.EMBEDDED)
