@@ -56,6 +56,24 @@ RATINGS = [(5, 5, 4), (1, 2, 1), (3, 3, 3), (4, 4, 5), (2, 1, 2), (3, 3, 3), (5,
            (4, 5, 5), (3, 2, 3), (2, 2, 2)]
 
 
+@pytest.fixture
+def wq_here(tmp_path, monkeypatch):
+    """A WQ folder in WQ's shape where the project looks for it, and a cache of this test's own."""
+    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
+    fake_wq_groups(tmp_path / "wq")
+    monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
+    return tmp_path / "wq"
+
+
+@pytest.fixture
+def hanna_here(tmp_path, monkeypatch):
+    """A HANNA folder of 12 human stories (RATINGS) where the project looks for it, and a cache of its own."""
+    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
+    fake_hanna(tmp_path / "hanna", RATINGS)
+    monkeypatch.setattr(humans, "HANNA_DIR", tmp_path / "hanna")
+    return tmp_path / "hanna"
+
+
 def test_hanna_rating_pairs_set_rank_k_against_rank_k_plus_half(tmp_path):
     fake_hanna(tmp_path / "hanna", RATINGS)
     stories, labels = humans.hanna_rating_pairs(root=tmp_path / "hanna")
@@ -72,12 +90,9 @@ def test_hanna_rating_pairs_set_rank_k_against_rank_k_plus_half(tmp_path):
     assert humans.hanna_rating_pairs(root=tmp_path / "tied")[1] == []
 
 
-def test_the_hanna_source_is_fitted_on_crowd_pairs_refuses_them_and_takes_a_length_control(tiny, tmp_path,
-                                                                                           monkeypatch):
+def test_the_hanna_source_is_fitted_on_crowd_pairs_refuses_them_and_takes_a_length_control(tiny, hanna_here,
+                                                                                           tmp_path, monkeypatch):
     model, tokenizer = tiny
-    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
-    fake_hanna(tmp_path / "hanna", RATINGS)
-    monkeypatch.setattr(humans, "HANNA_DIR", tmp_path / "hanna")
     plain, plain_path = sources.resolve("hanna", model, tokenizer, "tiny", 2)
     ortho, ortho_path = sources.resolve("hanna", model, tokenizer, "tiny", 2, fitting=RESIDUAL)
     assert "-hanna-mean-" in plain_path and "-hanna-mean-residual-" in ortho_path
@@ -86,7 +101,7 @@ def test_the_hanna_source_is_fitted_on_crowd_pairs_refuses_them_and_takes_a_leng
     assert len(plain.meta["trained_on"].split(",")) == 12
     judge = load_judge({**presets.load("probe-hanna"), "layer": 2}, model, tokenizer)
     assert judge.template_hash.endswith("-hanna") and torch.equal(judge.direction.vector, plain.vector)
-    story = next(s for s in humans.hanna_stories(tmp_path / "hanna") if s.condition == "human")
+    story = next(s for s in humans.hanna_stories(hanna_here) if s.condition == "human")
     with pytest.raises(ValueError, match="fitted on 1 of these stories"):
         judge.rate([story])
     monkeypatch.setattr(humans, "HANNA_DIR", tmp_path / "absent")
@@ -94,12 +109,10 @@ def test_the_hanna_source_is_fitted_on_crowd_pairs_refuses_them_and_takes_a_leng
         sources.resolve("hanna", model, tokenizer, "tiny", 3)
 
 
-def test_a_held_out_fit_never_sees_the_sample_nor_the_pairs_sharing_a_text_with_it(tiny, tmp_path, monkeypatch):
+def test_a_held_out_fit_never_sees_the_sample_nor_the_pairs_sharing_a_text_with_it(tiny, wq_here,
+                                                                                   tmp_path, monkeypatch):
     model, tokenizer = tiny
-    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
-    fake_wq_groups(tmp_path / "wq")
-    monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
-    sample, labels = humans.wq_sample(2, root=tmp_path / "wq")
+    sample, labels = humans.wq_sample(2, root=wq_here)
     held = frozenset(s.prompt_id for s in sample)
     full, full_path = sources.humans_direction(model, tokenizer, "tiny", 2)
     d, path = sources.humans_direction(model, tokenizer, "tiny", 2, held_out=held)
@@ -123,13 +136,11 @@ def test_a_held_out_fit_never_sees_the_sample_nor_the_pairs_sharing_a_text_with_
         sources.humans_direction(model, tokenizer, "tiny", 3, held_out=frozenset({"wq-nope"}))
 
 
-def test_the_demo_judges_its_wq_sample_with_a_humans_probe_fitted_on_the_other_pairs(tiny, tmp_path, monkeypatch):
+def test_the_demo_judges_its_wq_sample_with_a_humans_probe_fitted_on_the_other_pairs(tiny, wq_here,
+                                                                                     tmp_path, monkeypatch):
     model, tokenizer = tiny
-    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
-    fake_wq_groups(tmp_path / "wq")
-    monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
     monkeypatch.setattr(direction, "default_layer", lambda m: 2)
-    sample, labels = humans.wq_sample(3, root=tmp_path / "wq")
+    sample, labels = humans.wq_sample(3, root=wq_here)
     judge, d = demo.held_out_humans_judge(model, tokenizer, "tiny", sample)
     assert judge.id == demo.HELD_OUT_JUDGE and d.layer == 2
     assert not {s.prompt_id for s in sample} & judge.direction.trained_on
@@ -138,11 +149,8 @@ def test_the_demo_judges_its_wq_sample_with_a_humans_probe_fitted_on_the_other_p
     assert len(prefs) == 3 and (tmp_path / "run" / f"preferences-{demo.HELD_OUT_JUDGE}.jsonl").is_file()
 
 
-def test_the_direction_command_holds_a_judging_sample_out(tiny, tmp_path, monkeypatch, capsys):
+def test_the_direction_command_holds_a_judging_sample_out(tiny, wq_here, tmp_path, monkeypatch, capsys):
     model, tokenizer = tiny
-    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
-    fake_wq_groups(tmp_path / "wq")
-    monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
     monkeypatch.setattr(models, "load", lambda *a, **k: (model, tokenizer))
     out = tmp_path / "d.safetensors"
     assert cli.main(["direction", "--model", "tiny", "--source", "humans", "--hold-out-wq", "2", "--layer", "2",
@@ -153,11 +161,8 @@ def test_the_direction_command_holds_a_judging_sample_out(tiny, tmp_path, monkey
     assert saved.meta["held_out_pairs"] == "2" and int(saved.meta["n_pairs"]) < 15
 
 
-def test_the_direction_command_validates_a_hanna_fit_cross_validated(tiny, tmp_path, monkeypatch, capsys):
+def test_the_direction_command_validates_a_hanna_fit_cross_validated(tiny, hanna_here, tmp_path, monkeypatch, capsys):
     model, tokenizer = tiny
-    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
-    fake_hanna(tmp_path / "hanna", RATINGS)
-    monkeypatch.setattr(humans, "HANNA_DIR", tmp_path / "hanna")
     monkeypatch.setattr(models, "load", lambda *a, **k: (model, tokenizer))
     out = tmp_path / "h.safetensors"
     assert cli.main(["direction", "--model", "tiny", "--source", "hanna", "--length-control", "residual",
@@ -167,7 +172,8 @@ def test_the_direction_command_validates_a_hanna_fit_cross_validated(tiny, tmp_p
     assert direction.load(out).source == "hanna"
 
 
-def test_creative_probe_takes_a_probe_preset_and_scores_on_the_live_models_weights(tiny, tmp_path, monkeypatch):
+def test_creative_probe_takes_a_probe_preset_and_scores_on_the_live_models_weights(tiny, wq_here,
+                                                                                   tmp_path, monkeypatch):
     """`--metadata '{"probe": "probe-humans"}'`: the task's probe reads the human-calibrated direction on the
     evaluated model's own weights (no second load); a preset that is not a probe is refused when the task is
     built."""
@@ -176,9 +182,6 @@ def test_creative_probe_takes_a_probe_preset_and_scores_on_the_live_models_weigh
     from creative_eval.records import Story
 
     model, tokenizer = tiny
-    monkeypatch.setenv("CREATIVE_EVAL_CACHE", str(tmp_path / "cache"))
-    fake_wq_groups(tmp_path / "wq")
-    monkeypatch.setattr(humans, "WQ_DIR", tmp_path / "wq")
     monkeypatch.setattr(direction, "default_layer", lambda m: 2)
     monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("a second model was loaded"))
 
