@@ -200,3 +200,35 @@ def test_creative_probe_takes_a_probe_preset_and_scores_on_the_live_models_weigh
     with pytest.raises(ValueError, match="metadata.probe='embedded' is a hf judge, not a probe"):
         tasks.probe_preset("creative_probe", {"probe": "embedded"})
     assert tasks.probe_preset("creative_probe", {}) is None
+
+
+def test_a_probe_judges_numbers_stand_beside_random_directions_read_as_it_reads(tiny, wq_here, hanna_here):
+    """The null of `agreement`'s random-direction column is exactly what the probe judge would report with a
+    random direction in place of its own: agreement on WQ's pairs, Spearman with HANNA's crowd ratings."""
+    from creative_eval.direction import Direction
+    from creative_eval.evals import suite
+    from creative_eval.people import agreement
+    from creative_eval.probe import controls
+
+    model, tokenizer = tiny
+    judge = load_judge({**presets.load("probe"), "layer": 2}, model, tokenizer)
+    wq = suite.HumanSet("wq", *humans.wq_pairs(wq_here), agreement.LABEL_WQ)
+    ratings = humans.hanna_ratings(hanna_here, ("Surprise",))
+    rated = {h.story_a for h in ratings}
+    hanna = suite.HumanSet("hanna-ratings", [s for s in humans.hanna_stories(hanna_here) if s.id in rated], ratings,
+                           agreement.LABEL_RATINGS)
+    pair_null, _ = suite.random_nulls(judge, wq, n=3)
+    _, rating_null = suite.random_nulls(judge, hanna, n=3)
+    first = controls.random_directions(model.config.hidden_size, 3)[0]
+    stand_in = load_judge({**presets.load("probe"), "layer": 2, "id": "stand-in"}, model, tokenizer,
+                          direction=Direction(first, dict(judge.direction.meta)))
+    prefs, _ = suite.collect(stand_in, wq, wq_here.parent / "run", ("pairwise",))
+    row = suite.table(wq, suite.verdicts("stand-in", prefs, [], wq), {})["pairwise"][0]
+    assert row["judge"] == "stand-in" and pair_null[0] == pytest.approx(row["accuracy"].estimate)
+    _, scores = suite.collect(stand_in, hanna, wq_here.parent / "run", ("rating",))
+    rho = suite.table(hanna, [], {"stand-in": scores})["ratings"][0]
+    assert rho["judge"] == "stand-in" and rating_null["Surprise"][0] == pytest.approx(rho["spearman"].estimate)
+    result = suite.table(wq, suite.verdicts(judge.id, suite.collect(judge, wq, wq_here.parent / "run",
+                                                                    ("pairwise",))[0], [], wq), {})
+    suite.beside_random_directions(judge, wq, result, n=20)
+    assert result["pairwise"][0]["random"]["n"] == 20 and "random" not in result["pairwise"][1]  # trivial judge

@@ -147,13 +147,17 @@ def agreement(args: argparse.Namespace) -> None:
 
     hs = _human_set(args)
     modes = suite.MODES if args.mode == "both" else (args.mode,)
-    judged, rated = [], {}
+    judged, rated, probes = [], {}, []
     for preset in args.judge:
         judge = judges.load_judge(preset)
         prefs, ratings = suite.collect(judge, hs, args.out, modes, progress=True)
         judged += suite.verdicts(judge.id, prefs, ratings, hs, from_ratings=hasattr(judge, "templates"))
         rated[judge.id] = ratings
-    result = stats.plain(suite.table(hs, judged, rated, args.n_boot, args.seed))
+        probes += [judge] if preset["backend"] == "probe" else []
+    result = suite.table(hs, judged, rated, args.n_boot, args.seed)
+    for judge in probes:
+        suite.beside_random_directions(judge, hs, result, seed=args.seed)
+    result = stats.plain(result)
     out = Path(args.out)
     (out / "agreement.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     report.agreement_figure(result, out / "agreement.png")

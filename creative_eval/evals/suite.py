@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+from scipy.stats import rankdata
+
 from creative_eval import judges
 from creative_eval.judges import PairItem, store, templates
 from creative_eval.people import agreement, humans
 from creative_eval.people.agreement import Verdicts
+from creative_eval.probe import controls, textstates
 from creative_eval.records import HumanLabel, Preference, Rating, Story, from_dict, read_records
 
 HUMAN_SETS = ("wq", "hanna-ratings")
@@ -141,6 +145,51 @@ def table(hs: HumanSet, judged: Sequence[Verdicts], rated: dict[str, list[Rating
         rating_rows = [row for name, values in raters.items()
                        for row in agreement.rating_agreement(name, values, hs.labels, n_boot=n_boot, seed=seed)]
     return {"set": hs.name, "label": hs.label, "n_labels": len(hs.labels), "pairwise": rows, "ratings": rating_rows}
+
+
+def random_nulls(judge, hs: HumanSet, n: int = controls.N_RANDOM, seed: int = 0) -> tuple[np.ndarray | None, dict]:
+    """What a probe judge's numbers would be with n random unit directions at its layer in place of its own, read
+    on the tokens its verdicts read (same-prompt pairs and ratings on its `tokens`, other pairs on response
+    tokens): the agreement over the decided pairwise labels [n] (None for a rating set) and, per rated aspect,
+    the Spearman with the people's mean rating [n]."""
+    stories = hs.rated_stories()
+    same, cross = textstates.story_states(judge.probe.model, judge.probe.tokenizer, stories, judge.direction,
+                                          judge.probe.tokens)
+    rand = controls.random_directions(judge.direction.vector.shape[0], n, seed)
+    same_scores, cross_scores = same.scores(rand).numpy(), cross.scores(rand).numpy()
+    at = {s.id: i for i, s in enumerate(stories)}
+    decided = [h for h in hs.labels if h.choice in ("A", "B") and h.story_b]
+    pair_null = None
+    if decided:
+        def margin(h: HumanLabel) -> np.ndarray:
+            a, b = at[h.story_a], at[h.story_b]
+            scores = cross_scores if stories[a].prompt != stories[b].prompt else same_scores
+            return scores[a] - scores[b]
+
+        chose_a = np.array([[h.choice == "A"] for h in decided])
+        pair_null = ((np.stack([margin(h) for h in decided]) > 0) == chose_a).mean(0)
+    rating_null = {}
+    for aspect, by_story in agreement.human_mean_ratings(hs.labels).items():
+        ids = [sid for sid in by_story if sid in at]
+        ranks = rankdata(same_scores[[at[i] for i in ids]], axis=0)
+        people = rankdata([by_story[i][0] for i in ids])
+        rating_null[aspect] = np.array([np.corrcoef(ranks[:, k], people)[0, 1] for k in range(n)])
+    return pair_null, rating_null
+
+
+def beside_random_directions(judge, hs: HumanSet, result: dict[str, Any], n: int = controls.N_RANDOM,
+                             seed: int = 0) -> None:
+    """Each row of a probe judge in `table`'s result gains `random`: its value's percentile among the same number
+    from n random directions (`random_nulls`), the control every probe number stands beside. Rows of other
+    judges are left as they are."""
+    pair_null, rating_null = random_nulls(judge, hs, n, seed)
+    name = f"{n} random directions"
+    for row in result["pairwise"]:
+        if row["judge"] == judge.id and pair_null is not None:
+            row["random"] = controls.control(name, row["accuracy"].estimate, pair_null).to_dict()
+    for row in result["ratings"]:
+        if row["judge"] == judge.id and row["spearman"] is not None and row["aspect"] in rating_null:
+            row["random"] = controls.control(name, row["spearman"].estimate, rating_null[row["aspect"]]).to_dict()
 
 
 def check_templates(names: Sequence[str] | None) -> list[str]:

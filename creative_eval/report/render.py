@@ -169,13 +169,20 @@ def people_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """One line per judge of `agreement.pairwise_agreement_table` (plain dicts)."""
     return [[r["judge"], str(r["n"]), str(r["ties"]), str(r["invalid"]), fmt_estimate(r["accuracy"]),
              fmt_estimate(r["accuracy_excl_ties"]), fmt_estimate(r.get("auroc")), fmt_estimate(r.get("position_bias")),
-             fmt_estimate(r.get("order_consistency")), _n_ci(r["agree_when_longer_chosen"]), _n_ci(r["agree_when_shorter_chosen"]), _coef(r["length_logit"])]
+             fmt_estimate(r.get("order_consistency")), _n_ci(r["agree_when_longer_chosen"]), _n_ci(r["agree_when_shorter_chosen"]), _coef(r["length_logit"]),
+             _random(r)]
             for r in rows]
+
+
+def _random(row: dict[str, Any]) -> str:
+    """A probe's value among random directions: `r58 (99th: 0.61)`; – for judges without a direction."""
+    c = row.get("random")
+    return f"r{100 * c['percentile']:.0f} (99th: {c['null_p99']:.2f})" if c else "–"
 
 
 PEOPLE_HEADER = ["judge", "n pairs", "ties", "invalid", "accuracy [95% CI]", "excl. ties", "AUROC of margin",
                  "position bias P(first)", "order consistency", "agree when people chose the longer", "... the shorter",
-                 "length-controlled coef. of margin [95% CI]"]
+                 "length-controlled coef. of margin [95% CI]", "probe: percentile among random directions"]
 
 
 def agreement_tables(result: dict[str, Any]) -> list[Table]:
@@ -186,9 +193,10 @@ def agreement_tables(result: dict[str, Any]) -> list[Table]:
                     "pairs; a tie or an invalid verdict counts as wrong)", PEOPLE_HEADER, people_rows(result["pairwise"])))
     if result["ratings"]:
         out.append((f"Ratings vs people on {result['set']}: Spearman (bootstrap 95% CI over stories)",
-                    ["judge", "label", "aspect", "n stories", "missing", "Spearman [95% CI]"],
-                    [[r["judge"], r["label"], r["aspect"], str(r["n"]), str(r["n_missing"]), fmt_estimate(r["spearman"])]
-                     for r in result["ratings"]]))
+                    ["judge", "label", "aspect", "n stories", "missing", "Spearman [95% CI]",
+                     "probe: percentile among random directions"],
+                    [[r["judge"], r["label"], r["aspect"], str(r["n"]), str(r["n_missing"]), fmt_estimate(r["spearman"]),
+                      _random(r)] for r in result["ratings"]]))
     return out
 
 
