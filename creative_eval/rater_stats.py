@@ -285,3 +285,19 @@ def length_ols(y: Sequence[float], log_ratio: Sequence[float], offset: float = 0
     return {**out, "estimate": float(res.params[0]) + offset, "ci_low": float(ci[0][0]) + offset,
             "ci_high": float(ci[0][1]) + offset, "length_slope": float(res.params[1]),
             "length_p_value": float(res.pvalues[1])}
+
+
+def rating_beside_length(people: Sequence[float], score: Sequence[float], log_words: Sequence[float]) -> dict[str, Any]:
+    """people's mean rating ~ 1 + score (per SD) + log words, by OLS (statsmodels): the score's coefficient is what
+    it says about the people's rating beyond the story's length, the rating sets' length control."""
+    y, x, d = (np.asarray(v, dtype=float) for v in (people, score, log_words))
+    out: dict[str, Any] = {"coef": None, "ci_low": None, "ci_high": None, "p_value": None, "n": int(y.size),
+                           "reason": None, "model": "mean rating ~ 1 + score / SD + log(words), OLS"}
+    if y.size < 5:
+        return {**out, "reason": f"too few stories ({y.size} < 5)"}
+    if np.ptp(x) == 0 or np.ptp(d) == 0:
+        return {**out, "reason": "the score or the length is constant"}
+    res = sm.OLS(y, np.column_stack([np.ones_like(x), x / x.std(), d])).fit()
+    ci = res.conf_int(alpha=0.05)
+    return {**out, "coef": float(res.params[1]), "ci_low": float(ci[1][0]), "ci_high": float(ci[1][1]),
+            "p_value": float(res.pvalues[1])}

@@ -187,6 +187,19 @@ def test_logit_reports_why_it_cannot_fit():
     assert "one side only" in rater_stats.length_logit(np.ones(200), rng.normal(0, 1, 200), length)["reason"]
 
 
+def test_a_rating_beside_length_keeps_a_planted_effect_and_gives_a_length_rule_nothing():
+    rng, length = _synthetic(n=400, seed=2)
+    score = 0.5 * length + rng.normal(0, 1, length.size)
+    people = 3 + 0.4 * score / score.std() + 1.0 * length + rng.normal(0, 0.5, length.size)
+    fit = rater_stats.rating_beside_length(people, score, length)
+    assert fit["reason"] is None and fit["ci_low"] < 0.4 < fit["ci_high"] and fit["ci_low"] > 0.25
+    rule = rater_stats.rating_beside_length(3 + length + rng.normal(0, 0.5, length.size),
+                                            length + rng.normal(0, 0.05, length.size), length)
+    assert rule["ci_low"] < 0 < rule["ci_high"]
+    assert "too few" in rater_stats.rating_beside_length([1, 2], [1, 2], [1, 2])["reason"]
+    assert "constant" in rater_stats.rating_beside_length(people, np.ones(400), length)["reason"]
+
+
 # ---------------------------------------------------------------- ratings
 
 

@@ -12,6 +12,7 @@ from creative_eval import cli, rater_stats
 from creative_eval.evals import coherence, frontier, frontier_stats
 from creative_eval import direction, judges, models, report, steering
 from creative_eval.steering import gating, generate
+from creative_eval.report import frontier as frontier_report
 
 from test_pipeline import PAIRS
 
@@ -124,6 +125,10 @@ def test_frontier_runs_end_to_end_and_resumes(tiny, dirs, tmp_path, monkeypatch)
     assert {a["arm"] for a in result["arms"]} == {a.name for a in arms[1:]}
     real = next(a for a in result["arms"] if a["arm"] == "real-8")
     assert real["vs_random"] is not None and real["n"] == len(PAIRS)
+    header, table = frontier_report.frontier_rows(result)
+    row = dict(zip(header, next(r for r in table if r[0] == "real-8")))
+    assert row["vs random: other probe diff"] == report.fmt_estimate(real["vs_random"]["probe_gain_diff"], 4)
+    assert real["probe_gain_length_controlled"]["n"] == len(PAIRS)
     gated = next(a for a in result["arms"] if a["gate"] is not None)
     assert gated["steered_share"]["estimate"] == 0.0  # the target is below every cosine
     assert {g["against"] for g in result["gated_vs_constant"]} == {"real-8", "real-8-generated"}

@@ -223,12 +223,13 @@ def test_a_probe_judges_numbers_stand_beside_random_directions_read_as_it_reads(
     stand_in = load_judge({**presets.load("probe"), "layer": 2, "id": "stand-in"}, model, tokenizer,
                           direction=Direction(first, dict(judge.direction.meta)))
     prefs, _ = suite.collect(stand_in, wq, wq_here.parent / "run", ("pairwise",))
-    row = suite.table(wq, suite.verdicts("stand-in", prefs, [], wq), {})["pairwise"][0]
+    row = suite.table(wq, suite.verdicts("stand-in", prefs, [], wq), {}, n_boot=20)["pairwise"][0]
     assert row["judge"] == "stand-in" and pair_null[0] == pytest.approx(row["accuracy"].estimate)
     _, scores = suite.collect(stand_in, hanna, wq_here.parent / "run", ("rating",))
-    rho = suite.table(hanna, [], {"stand-in": scores})["ratings"][0]
+    rho, length = suite.table(hanna, [], {"stand-in": scores}, n_boot=20)["ratings"]
     assert rho["judge"] == "stand-in" and rating_null["Surprise"][0] == pytest.approx(rho["spearman"].estimate)
+    assert rho["length_ols"]["n"] == 12 and "length_ols" not in length  # the length rater needs no length control
     result = suite.table(wq, suite.verdicts(judge.id, suite.collect(judge, wq, wq_here.parent / "run",
-                                                                    ("pairwise",))[0], [], wq), {})
+                                                                    ("pairwise",))[0], [], wq), {}, n_boot=20)
     suite.beside_random_directions(judge, wq, result, n=20)
     assert result["pairwise"][0]["random"]["n"] == 20 and "random" not in result["pairwise"][1]  # trivial judge

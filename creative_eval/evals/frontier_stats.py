@@ -75,6 +75,8 @@ def arm_summary(arm: Mapping[str, Any], rows: Mapping[str, Mapping], base: Mappi
         "rating_gain_length_controlled": rater_stats.length_ols(
             [_num(rows[p].get("rating")) - _num(base[p].get("rating")) for p in common], log_len),
         "probe_gain": _est(paired(rows, base, "probe")),
+        "probe_gain_length_controlled": rater_stats.length_ols(
+            [_num(rows[p].get("probe")) - _num(base[p].get("probe")) for p in common], log_len),
         "own_probe_gain": _est(paired(rows, base, "own_probe")),
         "ppl_ratio": _exp(paired(rows, base, "ppl", log=True)),
         "median_ppl": float(np.nanmedian([_num(rows[p].get("ppl")) for p in common])) if common else None,

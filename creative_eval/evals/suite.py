@@ -142,8 +142,10 @@ def table(hs: HumanSet, judged: Sequence[Verdicts], rated: dict[str, list[Rating
         raters = {name: rating_values(rs) for name, rs in rated.items() if rs}
         if raters:
             raters[agreement.LENGTH_RATER] = {s.id: float(agreement.words(s.text)) for s in hs.stories}
+        texts = {s.id: s.text for s in hs.stories}
         rating_rows = [row for name, values in raters.items()
-                       for row in agreement.rating_agreement(name, values, hs.labels, n_boot=n_boot, seed=seed)]
+                       for row in agreement.rating_agreement(name, values, hs.labels, n_boot=n_boot, seed=seed,
+                                                             texts=None if name == agreement.LENGTH_RATER else texts)]
     return {"set": hs.name, "label": hs.label, "n_labels": len(hs.labels), "pairwise": rows, "ratings": rating_rows}
 
 

@@ -362,21 +362,25 @@ def human_mean_ratings(labels: Sequence[HumanLabel]) -> dict[str, dict[str, tupl
 
 
 def rating_agreement(judge: str, ratings_by_story: Mapping[str, float | None], labels: Sequence[HumanLabel], *,
-                     label: str = LABEL_RATINGS, n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+                     label: str = LABEL_RATINGS, n_boot: int = 2000, seed: int = 0,
+                     texts: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Spearman correlation (bootstrap CI over stories) between a rating judge's scores and the people's mean
-    rating, one row per aspect; stories the judge did not rate validly are dropped and counted."""
+    rating, one row per aspect; stories the judge did not rate validly are dropped and counted. With the stories'
+    `texts`, also the score's coefficient beside log length (`rater_stats.rating_beside_length`)."""
     means = human_mean_ratings(labels)
     if not means:
         raise ValueError("no human ratings among the labels (e.g. pass humans.hanna_ratings())")
     rows = []
     for aspect, by_story in means.items():
-        both = [(r, m) for s, (m, _) in by_story.items()
-                if (r := ratings_by_story.get(s)) is not None and not math.isnan(r)]
-        est = (stats.correlation_ci([b[0] for b in both], [b[1] for b in both], n_boot=n_boot, seed=seed)
-               if both else None)
-        rows.append({"judge": judge, "label": label, "aspect": aspect, "n": len(both),
-                     "n_missing": len(by_story) - len(both),
-                     "raters_per_story": float(np.mean([k for _, k in by_story.values()])), "spearman": est})
+        kept = [s for s in by_story if (r := ratings_by_story.get(s)) is not None and not math.isnan(r)]
+        scores, people = [ratings_by_story[s] for s in kept], [by_story[s][0] for s in kept]
+        est = stats.correlation_ci(scores, people, n_boot=n_boot, seed=seed) if kept else None
+        row = {"judge": judge, "label": label, "aspect": aspect, "n": len(kept), "n_missing": len(by_story) - len(kept),
+               "raters_per_story": float(np.mean([k for _, k in by_story.values()])), "spearman": est}
+        if texts is not None:
+            row["length_ols"] = rater_stats.rating_beside_length(people, scores,
+                                                                 [math.log(max(words(texts[s]), 1)) for s in kept])
+        rows.append(row)
     return rows
 
 

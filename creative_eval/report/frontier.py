@@ -86,21 +86,29 @@ def plot_frontier(result: dict[str, Any], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def _at_equal_length(lc: dict[str, Any] | None, digits: int) -> str:
+    """A `rater_stats.length_ols` estimate, or why there is none."""
+    if not lc:
+        return "–"
+    return fmt_estimate(lc, digits) if lc.get("estimate") is not None else f"– ({lc['reason']})"
+
+
 def frontier_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """One row per arm: the creativity measures, then the coherence measures, then length."""
     header = ["arm", "n", "win rate", "P(steered>base)", "P at equal length", "rating gain", "probe gain (other)",
-              "probe gain (own)", "ppl ratio", "repetition", "coherence gain", "words", "vs random: win diff",
-              "steered share"]
+              "other probe at equal length", "probe gain (own)", "ppl ratio", "repetition", "coherence gain", "words",
+              "vs random: win diff", "vs random: other probe diff", "steered share"]
     rows = []
     for a in result["arms"]:
-        lc = a["p_win_length_controlled"]
         vs = a.get("vs_random") or {}
         rows.append([a["arm"], str(a["n"]), fmt_estimate(a["win_rate"]), fmt_estimate(a["p_win"], 3),
-                     fmt_estimate(lc, 3) if lc.get("estimate") is not None else f"– ({lc['reason']})",
+                     _at_equal_length(a["p_win_length_controlled"], 3),
                      fmt_estimate(a["rating_gain"]), fmt_estimate(a["probe_gain"], 4),
+                     _at_equal_length(a.get("probe_gain_length_controlled"), 4),
                      fmt_estimate(a["own_probe_gain"], 4), fmt_estimate(a["ppl_ratio"]),
                      fmt_estimate(a["repetition"], 3), fmt_estimate(a["coherence_gain"]), fmt_estimate(a["words"], 0),
-                     fmt_estimate(vs.get("win_rate_diff")), fmt_estimate(a.get("steered_share"))])
+                     fmt_estimate(vs.get("win_rate_diff")), fmt_estimate(vs.get("probe_gain_diff"), 4),
+                     fmt_estimate(a.get("steered_share"))])
     return header, rows
 
 

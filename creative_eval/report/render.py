@@ -194,9 +194,9 @@ def agreement_tables(result: dict[str, Any]) -> list[Table]:
     if result["ratings"]:
         out.append((f"Ratings vs people on {result['set']}: Spearman (bootstrap 95% CI over stories)",
                     ["judge", "label", "aspect", "n stories", "missing", "Spearman [95% CI]",
-                     "probe: percentile among random directions"],
+                     "length-controlled coef. per SD [95% CI]", "probe: percentile among random directions"],
                     [[r["judge"], r["label"], r["aspect"], str(r["n"]), str(r["n_missing"]), fmt_estimate(r["spearman"]),
-                      _random(r)] for r in result["ratings"]]))
+                      _coef(r["length_ols"]) if "length_ols" in r else "–", _random(r)] for r in result["ratings"]]))
     return out
 
 
