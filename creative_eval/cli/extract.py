@@ -123,7 +123,7 @@ def human_validation(model, tokenizer, d, fitting) -> str:
     return (f"{label_set(d.source).label}: {v['pairs']} pairs in {v['groups']} groups sharing a text, {v['folds']}-fold "
             f"cross-validated by group, fit {v['fit']}: agreement {side(est)}; percentile "
             f"{100 * v['random']['percentile']:.0f} among random directions, {100 * v['shuffled']['percentile']:.0f} "
-            f"among shuffled-label fits; where the experts chose the longer {side(v['agree_when_longer_chosen'])}, "
+            f"among shuffled-label fits; where the people chose the longer {side(v['agree_when_longer_chosen'])}, "
             f"the shorter {side(v['agree_when_shorter_chosen'])}; length-controlled coefficient {coef} per SD; "
             f"Spearman of this direction's scores with words on its {rho.n} training texts (a property of the fit, "
             f"not a validation) {rho.estimate:+.2f} [{rho.ci_low:+.2f}, {rho.ci_high:+.2f}]")
