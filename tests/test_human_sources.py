@@ -101,6 +101,8 @@ def test_the_hanna_source_is_fitted_on_crowd_pairs_refuses_them_and_takes_a_leng
     assert len(plain.meta["trained_on"].split(",")) == 12
     judge = load_judge({**presets.load("probe-hanna"), "layer": 2}, model, tokenizer)
     assert judge.template_hash.endswith("-hanna") and torch.equal(judge.direction.vector, plain.vector)
+    residual = load_judge({**presets.load("probe-hanna-residual"), "layer": 2}, model, tokenizer)
+    assert torch.equal(residual.direction.vector, ortho.vector) and residual.template_hash != judge.template_hash
     story = next(s for s in humans.hanna_stories(hanna_here) if s.condition == "human")
     with pytest.raises(ValueError, match="fitted on 1 of these stories"):
         judge.rate([story])
