@@ -63,7 +63,8 @@ def _story_pairs(st: States, vec: torch.Tensor, rand: torch.Tensor, stories: Seq
     and the same beside length (where the creative story is the longer / the shorter; the length-controlled
     coefficient), so a direction that reads length is seen as one."""
     n = len(stories) // 2
-    margins = (st.scores(vec)[:n] - st.scores(vec)[n:]).numpy()
+    scores = st.scores(vec)
+    margins = (scores[:n] - scores[n:]).numpy()
     return {**_within_pair(st, vec, rand), **calibration.length_checks(margins, stories[:n], stories[n:])}
 
 

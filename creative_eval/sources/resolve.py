@@ -129,6 +129,8 @@ def label_states(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, lay
 def training_pairs(good: list, bad: list, held_out: frozenset[str]) -> list[int]:
     """Indices of the labelled pairs a fit may use: none of the `held_out` pairs (prompt ids), nor any pair that shares
     a text with one of them, directly or through other pairs (`calibration.shared_text_groups`)."""
+    if not held_out:
+        return list(range(len(good)))
     unknown = sorted(held_out - {s.prompt_id for s in good})
     if unknown:
         raise ValueError(f"held-out pairs {unknown[:3]} are not among the labelled pairs; name pairs by their "
@@ -151,8 +153,9 @@ def humans_direction(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     labels = label_set(source)
     digest = labels.digest()
     kept_out = hashlib.sha256(",".join(sorted(held_out)).encode()).hexdigest()[:8] if held_out else ""
-    path = (models.cache_root() / "directions" / f"{models.fingerprint(model)}-L{layer}-{source}-{fitting.name}-"
-            f"{digest[:12]}{f'-out{len(held_out)}-{kept_out}' if held_out else ''}.safetensors")
+    suffix = f"-out{len(held_out)}-{kept_out}" if held_out else ""
+    path = (models.cache_root() / "directions"
+            / f"{models.fingerprint(model)}-L{layer}-{source}-{fitting.name}-{digest[:12]}{suffix}.safetensors")
 
     def make() -> Direction:
         good_st, bad_st, good, bad = label_states(model, tokenizer, layer, source, progress=progress)
